@@ -1,0 +1,47 @@
+"""Command line: ``pacs serve | check-config | init-db``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pacs.core.errors import ConfigError
+from pacs.settings import describe, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacs", description="PACS imaging server")
+    parser.add_argument("--config", help="TOML configuration file (PACS_* variables override)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "run the server (DICOM and HTTP) until stopped"),
+        ("check-config", "print the effective settings, each with its description"),
+        ("init-db", "create or upgrade the index schema, then exit"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``pacs`` command."""
+    args = _parser().parse_args(argv)
+    config = args.sub_config or args.config
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(describe(settings))
+        return 0
+    from pacs import main as composition  # the composition root is loaded only to run
+
+    if args.command == "init-db":
+        archive = composition.build_archive(settings)
+        version = archive.index.initialize()
+        archive.close()
+        print(f"index at {settings.index_url} is at schema version {version}")
+        return 0
+    composition.serve(settings)
+    return 0

@@ -1,0 +1,100 @@
+"""The Archive facade: every door stores, finds and opens instances through it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pydicom.dataset import Dataset
+
+from pacs.core.group_commit import GroupCommitter
+from pacs.core.index.db import Database
+from pacs.core.index.sql_index import AddResult, PendingAdd, SqlIndex
+from pacs.core.ingest import Ingest, StoreResult
+from pacs.core.model import StoredInstance
+from pacs.core.query import Query
+from pacs.core.responses import build_answers, filter_records
+from storage import BlobNotFound, BlobStore
+
+log = logging.getLogger(__name__)
+
+
+class Archive:
+    """Store, find, and open instances; owns the index writer thread."""
+
+    def __init__(
+        self,
+        index: SqlIndex,
+        blobs: BlobStore,
+        *,
+        duplicate_policy: str = "ignore",
+        max_pixels: int = 0,
+        batch_max: int = 64,
+    ) -> None:
+        self.index = index
+        self.blobs = blobs
+        self._writer_conn = index.database.connect()
+        self._committer: GroupCommitter[PendingAdd, AddResult] = GroupCommitter(
+            lambda batch: index.add_batch(self._writer_conn, batch), batch_max=batch_max
+        )
+        self._ingest = Ingest(
+            index, blobs, self._committer, duplicate_policy=duplicate_policy, max_pixels=max_pixels
+        )
+
+    @classmethod
+    def open(cls, index_url: str, blobs: BlobStore, **options: Any) -> Archive:
+        """Connect to the index at ``index_url``, migrate it, and build the archive."""
+        index = SqlIndex(Database(index_url))
+        index.initialize()
+        return cls(index, blobs, **options)
+
+    def store(self, raw: bytes, origin: str) -> StoreResult:
+        """Keep one Part 10 file (or bare data set); durable when this returns."""
+        return self._ingest.store(raw, origin)
+
+    def find(self, query: Query) -> list[Dataset]:
+        """Answers to a query, one Dataset per match with the requested return keys."""
+        records, python_filters = self.index.find(query)
+        return build_answers(self.index, query, records, python_filters)
+
+    def instances_matching(self, query: Query) -> list[StoredInstance]:
+        """Every stored instance below the entities a query matches (for C-MOVE, C-GET)."""
+        unlimited = Query(level=query.level, filters=query.filters, kinds=query.kinds)
+        records, python_filters = self.index.find(unlimited)
+        records = filter_records(self.index, unlimited, records, python_filters)
+        return self.index.instances_under(query.level, [r.pks[query.level] for r in records])
+
+    def instance(self, sop_uid: str) -> StoredInstance:
+        """Where one instance is stored (raises NotFound)."""
+        return self.index.get_instance(sop_uid)
+
+    def open_instance(self, stored: StoredInstance) -> BinaryIO:
+        """The stored Part 10 bytes of an instance, for reading."""
+        return self.blobs.open(stored.blob_key)
+
+    def instance_path(self, stored: StoredInstance) -> Path | None:
+        """A local file path of the instance when the blob store has one."""
+        return self.blobs.local_path(stored.blob_key)
+
+    def read_instance(self, stored: StoredInstance) -> bytes:
+        """The whole stored Part 10 file."""
+        try:
+            with self.open_instance(stored) as handle:
+                return handle.read()
+        except BlobNotFound:
+            log.error("instance %s: blob %s is missing", stored.sop_uid, stored.blob_key)
+            raise
+
+    def statistics(self) -> dict[str, int]:
+        """Counts and total size."""
+        return self.index.statistics()
+
+    def changes(self, since: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """The change feed."""
+        return self.index.changes(since, limit)
+
+    def close(self) -> None:
+        """Flush pending index writes and close connections."""
+        self._committer.close()
+        self.index.database.close()

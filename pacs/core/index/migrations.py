@@ -1,0 +1,127 @@
+"""Numbered schema migrations, one template per step, rendered for SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from pacs.core.index.db import Connection, Dialect
+
+log = logging.getLogger(__name__)
+
+_TYPES: dict[Dialect, dict[str, str]] = {
+    "sqlite": {
+        "pk": "INTEGER PRIMARY KEY",
+        "blob": "BLOB",
+        "float": "REAL",
+        "big": "INTEGER",
+        "pattern": "",
+    },
+    "postgresql": {
+        "pk": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "blob": "BYTEA",
+        "float": "DOUBLE PRECISION",
+        "big": "BIGINT",
+        "pattern": " text_pattern_ops",
+    },
+}
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "patients, studies, series, instances, changes",
+        [
+            """CREATE TABLE patients (
+                pk {pk},
+                patient_id TEXT NOT NULL,
+                issuer TEXT NOT NULL,
+                patient_name TEXT NOT NULL,
+                patient_name_norm TEXT NOT NULL,
+                birth_date TEXT NOT NULL,
+                sex TEXT NOT NULL,
+                created_at {float} NOT NULL,
+                updated_at {float} NOT NULL,
+                UNIQUE (patient_id, issuer))""",
+            "CREATE INDEX patients_name ON patients (patient_name_norm{pattern})",
+            "CREATE INDEX patients_birth ON patients (birth_date)",
+            """CREATE TABLE studies (
+                pk {pk},
+                study_uid TEXT NOT NULL UNIQUE,
+                patient_pk {big} NOT NULL REFERENCES patients (pk) ON DELETE CASCADE,
+                study_date TEXT NOT NULL,
+                study_time TEXT NOT NULL,
+                accession TEXT NOT NULL,
+                study_id TEXT NOT NULL,
+                description TEXT NOT NULL,
+                referring TEXT NOT NULL,
+                referring_norm TEXT NOT NULL,
+                created_at {float} NOT NULL,
+                updated_at {float} NOT NULL)""",
+            "CREATE INDEX studies_patient ON studies (patient_pk)",
+            "CREATE INDEX studies_date ON studies (study_date, study_time)",
+            "CREATE INDEX studies_accession ON studies (accession)",
+            "CREATE INDEX studies_updated ON studies (updated_at)",
+            """CREATE TABLE series (
+                pk {pk},
+                series_uid TEXT NOT NULL UNIQUE,
+                study_pk {big} NOT NULL REFERENCES studies (pk) ON DELETE CASCADE,
+                modality TEXT NOT NULL,
+                series_number {big},
+                description TEXT NOT NULL,
+                body_part TEXT NOT NULL,
+                series_date TEXT NOT NULL,
+                series_time TEXT NOT NULL,
+                created_at {float} NOT NULL,
+                updated_at {float} NOT NULL)""",
+            "CREATE INDEX series_study ON series (study_pk, modality)",
+            "CREATE INDEX series_modality ON series (modality)",
+            """CREATE TABLE instances (
+                pk {pk},
+                sop_uid TEXT NOT NULL UNIQUE,
+                series_pk {big} NOT NULL REFERENCES series (pk) ON DELETE CASCADE,
+                sop_class_uid TEXT NOT NULL,
+                instance_number {big},
+                transfer_syntax TEXT NOT NULL,
+                number_of_frames {big} NOT NULL,
+                blob_key TEXT NOT NULL,
+                size {big} NOT NULL,
+                sha256 TEXT NOT NULL,
+                header {blob} NOT NULL,
+                origin TEXT NOT NULL,
+                received_at {float} NOT NULL)""",
+            "CREATE INDEX instances_series ON instances (series_pk, instance_number)",
+            "CREATE INDEX instances_class ON instances (sop_class_uid)",
+            """CREATE TABLE changes (
+                seq {pk},
+                change_type TEXT NOT NULL,
+                level TEXT NOT NULL,
+                resource_uid TEXT NOT NULL,
+                created_at {float} NOT NULL)""",
+        ],
+    ),
+]
+
+
+def migrate(conn: Connection) -> int:
+    """Apply every migration not yet applied; returns the schema version reached."""
+    types = _TYPES[conn.dialect]
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        f"version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at {types['float']})"
+    )
+    with conn.transaction():
+        if conn.dialect == "postgresql":
+            # Serialise concurrent starts of several server processes.
+            conn.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+        applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for version, description, statements in MIGRATIONS:
+            if version in applied:
+                continue
+            log.info("index migration %d: %s", version, description)
+            for statement in statements:
+                conn.execute(statement.format(**types))
+            conn.execute(
+                "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                (version, description, time.time()),
+            )
+    return max(version for version, _, _ in MIGRATIONS)

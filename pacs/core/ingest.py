@@ -1,0 +1,69 @@
+"""The write path: header parse -> blob put -> index add, compensating on failure."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pacs.core.dicom_header import summarize
+from pacs.core.errors import DuplicateInstance, OutOfResources, StorageUnavailable
+from pacs.core.group_commit import GroupCommitter
+from pacs.core.index.sql_index import AddResult, PendingAdd, SqlIndex
+from pacs.core.model import InstanceSummary, StoreOutcome
+from storage import BlobStore, BlobStoreError, BlobStoreFull, new_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """The answer to a store: what happened, and which instance it was."""
+
+    outcome: StoreOutcome
+    summary: InstanceSummary
+
+
+class Ingest:
+    """Stores Part 10 bytes exactly as received; acknowledges only what is durable."""
+
+    def __init__(
+        self,
+        index: SqlIndex,
+        blobs: BlobStore,
+        committer: GroupCommitter[PendingAdd, AddResult],
+        *,
+        duplicate_policy: str = "ignore",
+        max_pixels: int = 0,
+    ) -> None:
+        self.index = index
+        self.blobs = blobs
+        self.committer = committer
+        self.duplicate_policy = duplicate_policy
+        self.max_pixels = max_pixels
+
+    def store(self, raw: bytes, origin: str) -> StoreResult:
+        """Parse, write the blob, index it; raises a PacsError subclass on refusal."""
+        summary, part10 = summarize(raw, max_pixels=self.max_pixels)
+        if self.duplicate_policy != "replace" and self.index.has_instance(summary.sop_uid):
+            if self.duplicate_policy == "reject":
+                raise DuplicateInstance(f"SOP Instance {summary.sop_uid} is already stored")
+            return StoreResult(StoreOutcome.DUPLICATE_IGNORED, summary)
+        key = new_key()
+        try:
+            info = self.blobs.put(key, [part10])
+        except BlobStoreFull as exc:
+            raise OutOfResources(str(exc)) from exc
+        except BlobStoreError as exc:
+            raise StorageUnavailable(str(exc)) from exc
+        try:
+            result = self.committer.submit(
+                PendingAdd(summary, key, info.size, info.sha256, origin, self.duplicate_policy)
+            )
+        except BaseException:
+            self.blobs.delete(key)
+            raise
+        if result.outcome == StoreOutcome.DUPLICATE_IGNORED:
+            self.blobs.delete(key)
+        if result.obsolete_blob:
+            self.blobs.delete(result.obsolete_blob)
+        return StoreResult(result.outcome, summary)

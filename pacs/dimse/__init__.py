@@ -1,0 +1,1 @@
+"""The DIMSE door: a pynetdicom adapter exposing the Archive to DICOM peers."""

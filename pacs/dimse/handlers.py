@@ -1,0 +1,302 @@
+"""DIMSE service handlers: C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET over the Archive."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom import evt
+from pynetdicom.events import Event
+from pynetdicom.presentation import build_context
+
+from pacs.core.archive import Archive
+from pacs.core.errors import InvalidQuery, PacsError
+from pacs.core.model import Level, StoredInstance, StoreOutcome
+from pacs.core.query import Query, query_from_identifier
+from pacs.dimse import status
+from pacs.dimse.status import SopClassMismatch
+from pacs.dimse.transport import set_nodelay
+from pacs.settings import Settings
+
+log = logging.getLogger("pacs.dimse")
+
+_UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+_MAX_CONTEXTS = 128
+
+# Which levels each Query/Retrieve information model allows (PS3.4 C.6).
+_PATIENT_ROOT = "1.2.840.10008.5.1.4.1.2.1"
+_STUDY_ROOT = "1.2.840.10008.5.1.4.1.2.2"
+_PATIENT_STUDY_ONLY = "1.2.840.10008.5.1.4.1.2.3"
+
+
+def _allowed_levels(sop_class: str) -> set[Level]:
+    if sop_class.startswith(_STUDY_ROOT + "."):
+        return {Level.STUDY, Level.SERIES, Level.IMAGE}
+    if sop_class.startswith(_PATIENT_STUDY_ONLY + "."):
+        return {Level.PATIENT, Level.STUDY}
+    return set(Level)
+
+
+@dataclass
+class AssociationStats:
+    """What one association did, logged when it ends."""
+
+    calling_ae: str
+    address: str
+    stored: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    finds: int = 0
+    retrieved: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class DimseHandlers:
+    """Binds pynetdicom events to the Archive; each handler logs and never raises."""
+
+    def __init__(self, archive: Archive, settings: Settings) -> None:
+        self.archive = archive
+        self.settings = settings
+        self._stats: dict[int, AssociationStats] = {}
+        self._lock = threading.Lock()
+
+    def handlers(self) -> list[tuple[Any, Any]]:
+        """The (event, handler) pairs to give pynetdicom."""
+        return [
+            (evt.EVT_CONN_OPEN, self.on_connection_open),
+            (evt.EVT_ESTABLISHED, self.on_established),
+            (evt.EVT_RELEASED, self.on_ended),
+            (evt.EVT_ABORTED, self.on_ended),
+            (evt.EVT_REJECTED, self.on_rejected),
+            (evt.EVT_C_ECHO, self.on_echo),
+            (evt.EVT_C_STORE, self.on_store),
+            (evt.EVT_C_FIND, self.on_find),
+            (evt.EVT_C_MOVE, self.on_move),
+            (evt.EVT_C_GET, self.on_get),
+        ]
+
+    # --- association bookkeeping ----------------------------------------------------------
+
+    def _stats_for(self, event: Event) -> AssociationStats:
+        key = id(event.assoc)
+        with self._lock:
+            stats = self._stats.get(key)
+            if stats is None:
+                requestor = event.assoc.requestor
+                stats = AssociationStats(
+                    calling_ae=str(requestor.ae_title).strip(),
+                    address=f"{requestor.address}:{requestor.port}",
+                )
+                self._stats[key] = stats
+            return stats
+
+    def on_connection_open(self, event: Event) -> None:
+        set_nodelay(event.assoc)
+
+    def on_established(self, event: Event) -> None:
+        stats = self._stats_for(event)
+        log.info("association %x accepted from %s (%s)", id(event.assoc), stats.calling_ae,
+                 stats.address)
+
+    def on_rejected(self, event: Event) -> None:
+        requestor = event.assoc.requestor
+        log.warning("association rejected from %s (%s:%s)", str(requestor.ae_title).strip(),
+                    requestor.address, requestor.port)
+
+    def on_ended(self, event: Event) -> None:
+        with self._lock:
+            stats = self._stats.pop(id(event.assoc), None)
+        if stats is None:
+            return
+        how = "released" if event.event is evt.EVT_RELEASED else "aborted"
+        log.info(
+            "association %x from %s %s: stored %d, duplicates %d, failed %d, queries %d, "
+            "sent %d",
+            id(event.assoc), stats.calling_ae, how, stats.stored, stats.duplicates,
+            stats.failed, stats.finds, stats.retrieved,
+        )
+
+    # --- C-ECHO and C-STORE ---------------------------------------------------------------
+
+    def on_echo(self, event: Event) -> int:
+        return status.SUCCESS
+
+    def on_store(self, event: Event) -> int | Dataset:
+        stats = self._stats_for(event)
+        request = event.request
+        try:
+            raw = event.encoded_dataset(include_meta=True)
+        except Exception as exc:
+            return self._store_failure(stats, request, exc)
+        try:
+            result = self.archive.store(raw, origin=f"DIMSE:{stats.calling_ae}")
+            summary = result.summary
+            if summary.sop_uid != str(request.AffectedSOPInstanceUID):
+                # Stored data must not be misfiled: the request and data set disagree.
+                log.warning("C-STORE from %s: data set SOP Instance UID %s differs from the "
+                            "request's %s", stats.calling_ae, summary.sop_uid,
+                            request.AffectedSOPInstanceUID)
+        except Exception as exc:
+            return self._store_failure(stats, request, exc)
+        if result.outcome == StoreOutcome.DUPLICATE_IGNORED:
+            stats.duplicates += 1
+        else:
+            stats.stored += 1
+        return status.SUCCESS
+
+    def _store_failure(self, stats: AssociationStats, request: Any, error: Exception) -> Dataset:
+        stats.failed += 1
+        code = status.store_status(error)
+        uid = getattr(request, "AffectedSOPInstanceUID", "?")
+        if isinstance(error, PacsError):
+            log.warning("C-STORE of %s from %s refused (0x%04X): %s", uid, stats.calling_ae,
+                        code, error)
+        else:
+            log.exception("C-STORE of %s from %s failed (0x%04X)", uid, stats.calling_ae, code)
+        answer = Dataset()
+        answer.Status = code
+        answer.ErrorComment = str(error)[:64] or type(error).__name__
+        return answer
+
+    # --- C-FIND ---------------------------------------------------------------------------
+
+    def _query(self, event: Event) -> Query:
+        sop_class = str(event.request.AffectedSOPClassUID)
+        try:
+            identifier = event.identifier
+        except Exception as exc:
+            raise InvalidQuery(f"cannot decode the identifier: {exc}") from None
+        query = query_from_identifier(identifier)
+        if query.level not in _allowed_levels(sop_class):
+            raise InvalidQuery(f"level {query.level.name} is not part of {UID(sop_class).name}")
+        return query
+
+    def on_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
+        stats = self._stats_for(event)
+        stats.finds += 1
+        try:
+            query = self._query(event)
+            limit = self.settings.dimse.max_find_results
+            if limit:
+                query = Query(level=query.level, filters=query.filters,
+                              return_keys=query.return_keys, kinds=query.kinds, limit=limit)
+            answers = self.archive.find(query)
+        except Exception as exc:
+            yield self._query_failure("C-FIND", stats, exc), None
+            return
+        log.info("C-FIND %s from %s: %d match(es)", query.level.name, stats.calling_ae,
+                 len(answers))
+        for answer in answers:
+            if event.is_cancelled:
+                yield status.CANCEL, None
+                return
+            if "RetrieveAETitle" in query.return_keys:
+                answer.RetrieveAETitle = self.settings.dimse.ae_title
+            yield status.PENDING, answer
+
+    def _query_failure(self, service: str, stats: AssociationStats, error: Exception) -> int:
+        code = status.query_status(error)
+        if isinstance(error, PacsError):
+            log.warning("%s from %s refused (0x%04X): %s", service, stats.calling_ae, code, error)
+        else:
+            log.exception("%s from %s failed (0x%04X)", service, stats.calling_ae, code)
+        return code
+
+    # --- C-MOVE and C-GET ------------------------------------------------------------------
+
+    def _instances(self, event: Event) -> list[StoredInstance]:
+        query = self._query(event)
+        if not query.filters:
+            raise InvalidQuery("a retrieve needs at least one key value")
+        return self.archive.instances_matching(query)
+
+    def _dataset(self, stored: StoredInstance) -> Dataset:
+        path = self.archive.instance_path(stored)
+        if path is not None:
+            return dcmread(path)
+        with self.archive.open_instance(stored) as handle:
+            return dcmread(handle)
+
+    def _send_all(self, event: Event, stats: AssociationStats,
+                  instances: list[StoredInstance]) -> Iterator[tuple[int, Dataset | None]]:
+        for stored in instances:
+            if event.is_cancelled:
+                yield status.CANCEL, None
+                return
+            try:
+                dataset = self._dataset(stored)
+            except Exception as exc:
+                log.error("cannot read instance %s for sending: %s", stored.sop_uid, exc)
+                failed = Dataset()
+                failed.SOPInstanceUID = stored.sop_uid  # counted as a failed sub-operation
+                yield status.PENDING, failed
+                continue
+            stats.retrieved += 1
+            yield status.PENDING, dataset
+
+    def on_move(self, event: Event) -> Iterator[Any]:
+        stats = self._stats_for(event)
+        destination_ae = event.move_destination
+        destination_title = (
+            destination_ae.decode("ascii", "replace") if isinstance(destination_ae, bytes)
+            else str(destination_ae)
+        ).strip()
+        modality = self.settings.modality_by_ae(destination_title)
+        if modality is None:
+            log.warning("C-MOVE from %s to unknown destination %r", stats.calling_ae,
+                        destination_title)
+            yield None, None  # pynetdicom answers 0xA801 (move destination unknown)
+            return
+        destination = (modality.host, modality.port)
+        try:
+            instances = self._instances(event)
+        except Exception as exc:
+            # pynetdicom wants the destination and a count before a failure status.
+            yield destination
+            yield 1
+            yield self._query_failure("C-MOVE", stats, exc), None
+            return
+        log.info("C-MOVE from %s: %d instance(s) to %s (%s:%d)", stats.calling_ae,
+                 len(instances), modality.ae_title, modality.host, modality.port)
+        yield *destination, {
+            "contexts": storage_contexts(instances),
+            "evt_handlers": [(evt.EVT_CONN_OPEN, self.on_connection_open)],
+        }
+        yield len(instances)
+        yield from self._send_all(event, stats, instances)
+
+    def on_get(self, event: Event) -> Iterator[Any]:
+        stats = self._stats_for(event)
+        try:
+            instances = self._instances(event)
+        except Exception as exc:
+            yield 1
+            yield self._query_failure("C-GET", stats, exc), None
+            return
+        log.info("C-GET from %s: %d instance(s)", stats.calling_ae, len(instances))
+        yield len(instances)
+        yield from self._send_all(event, stats, instances)
+
+
+def storage_contexts(instances: list[StoredInstance]) -> list[Any]:
+    """Presentation contexts to send these instances: each stored syntax, plus uncompressed."""
+    wanted: dict[tuple[str, tuple[str, ...]], None] = {}
+    for stored in instances:
+        if stored.transfer_syntax in _UNCOMPRESSED:
+            syntaxes: tuple[str, ...] = (stored.transfer_syntax,) + tuple(
+                ts for ts in _UNCOMPRESSED if ts != stored.transfer_syntax
+            )
+        else:
+            syntaxes = (stored.transfer_syntax,)
+        wanted[(stored.sop_class_uid, syntaxes)] = None
+    contexts = [build_context(sop_class, list(syntaxes)) for sop_class, syntaxes in wanted]
+    if len(contexts) > _MAX_CONTEXTS:
+        log.warning("%d presentation contexts needed, only %d can be proposed", len(contexts),
+                    _MAX_CONTEXTS)
+    return contexts[:_MAX_CONTEXTS]

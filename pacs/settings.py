@@ -1,0 +1,310 @@
+"""One typed, frozen settings object, read from TOML and overridden by ``PACS_*`` variables.
+
+Every key has a default and a description (the ``doc`` metadata of each field); ``pacs
+check-config`` prints the effective values.  Environment overrides are named
+``PACS_<SECTION>_<KEY>`` (``PACS_DIMSE_PORT=4242``, ``PACS_SERVER_DATA_DIR=/srv/pacs``).
+Nothing else in the project reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+from pacs.core.errors import ConfigError
+
+DuplicatePolicy = Literal["ignore", "replace", "reject"]
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    data_dir: Path = field(
+        default=Path("./pacs-data"), metadata=_doc("Folder holding the blobs and the SQLite index.")
+    )
+    log_level: str = field(default="INFO", metadata=_doc("DEBUG, INFO, WARNING or ERROR."))
+    log_file: str = field(
+        default="", metadata=_doc("Also write the log to this file ('' = standard error only).")
+    )
+
+
+@dataclass(frozen=True)
+class DimseSettings:
+    ae_title: str = field(default="PACS", metadata=_doc("Our AE title (1-16 characters)."))
+    host: str = field(default="0.0.0.0", metadata=_doc("Address the DICOM listener binds."))
+    port: int = field(default=11112, metadata=_doc("TCP port of the DICOM listener."))
+    accept_unknown_callers: bool = field(
+        default=True,
+        metadata=_doc("false: only AE titles listed in [[modalities]] may open associations."),
+    )
+    require_called_ae_title: bool = field(
+        default=False, metadata=_doc("true: reject associations not addressed to our AE title.")
+    )
+    max_pdu_size: int = field(
+        default=0, metadata=_doc("Maximum PDU we accept, in bytes (0 = unlimited, fastest).")
+    )
+    max_associations: int = field(
+        default=32, metadata=_doc("Concurrent associations allowed per process.")
+    )
+    workers: int = field(
+        default=1,
+        metadata=_doc(
+            "Processes sharing the DICOM port (SO_REUSEPORT); >1 spreads ingest over cores."
+        ),
+    )
+    network_timeout: float = field(
+        default=60.0,
+        metadata=_doc("Seconds without network activity before an association aborts."),
+    )
+    acse_timeout: float = field(default=30.0, metadata=_doc("Seconds to wait for ACSE messages."))
+    dimse_timeout: float = field(default=60.0, metadata=_doc("Seconds to wait for DIMSE messages."))
+    duplicate_policy: DuplicatePolicy = field(
+        default="ignore",
+        metadata=_doc(
+            "What a C-STORE of an already stored SOP Instance UID does: ignore (keep the first, "
+            "answer Success), replace (keep the new one), reject (answer a failure)."
+        ),
+    )
+    max_find_results: int = field(
+        default=10000, metadata=_doc("Most matches one C-FIND returns (0 = no limit).")
+    )
+    max_pixels: int = field(
+        default=1_000_000_000,
+        metadata=_doc("Refuse images whose declared rows x columns x frames exceeds this."),
+    )
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    host: str = field(default="0.0.0.0", metadata=_doc("Address the HTTP server binds."))
+    port: int = field(default=8042, metadata=_doc("TCP port of the HTTP server (0 = disabled)."))
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    url: str = field(
+        default="",
+        metadata=_doc(
+            "sqlite:///PATH or postgresql://user@host/db; '' = sqlite in <data_dir>/index.sqlite."
+        ),
+    )
+    batch_max: int = field(
+        default=64, metadata=_doc("Most instances written in one group-commit transaction.")
+    )
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    path: str = field(
+        default="", metadata=_doc("Folder of the hot blob store; '' = <data_dir>/blobs.")
+    )
+    fsync: bool = field(
+        default=True,
+        metadata=_doc("fsync every blob and its folder before acknowledging (keep true)."),
+    )
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A remote AE: a C-MOVE destination and, when callers are restricted, an allowed caller."""
+
+    name: str
+    ae_title: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    dimse: DimseSettings = field(default_factory=DimseSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    index: IndexSettings = field(default_factory=IndexSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    modalities: tuple[Modality, ...] = ()
+
+    @property
+    def index_url(self) -> str:
+        """The effective index URL (SQLite inside the data folder by default)."""
+        return self.index.url or f"sqlite:///{self.server.data_dir / 'index.sqlite'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        """The effective folder of the hot blob store."""
+        return Path(self.storage.path) if self.storage.path else self.server.data_dir / "blobs"
+
+    def modality_by_ae(self, ae_title: str) -> Modality | None:
+        """The configured modality with this AE title, if any."""
+        for modality in self.modalities:
+            if modality.ae_title == ae_title:
+                return modality
+        return None
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "dimse": DimseSettings,
+    "http": HttpSettings,
+    "index": IndexSettings,
+    "storage": StorageSettings,
+}
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a TOML or environment value to the field's declared type."""
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        }:
+            return value.lower() in {"1", "true", "yes", "on"}
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if annotation is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if annotation is Path:
+        return Path(str(value))
+    if annotation is str:
+        if not isinstance(value, str | int | float):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    choices = get_args(annotation)
+    if choices:
+        if value not in choices:
+            raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+        return value
+    return value
+
+
+def _build_section(cls: type[Any], raw: Mapping[str, Any], section: str) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"[{section}]: unknown key(s) {', '.join(sorted(unknown))}")
+    kwargs = {key: _coerce(value, hints[key], f"[{section}] {key}") for key, value in raw.items()}
+    return cls(**kwargs)
+
+
+def _validate_ae_title(title: str, where: str) -> None:
+    if not 1 <= len(title.strip()) <= 16 or "\\" in title or not title.isprintable():
+        raise ConfigError(f"{where}: AE title must be 1-16 printable characters, got {title!r}")
+
+
+def _build_modalities(raw: Any) -> tuple[Modality, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("[[modalities]] must be an array of tables")
+    result = []
+    for position, entry in enumerate(raw):
+        where = f"[[modalities]] #{position + 1}"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: must be a table")
+        missing = {"name", "ae_title", "host", "port"} - set(entry)
+        if missing:
+            raise ConfigError(f"{where}: missing {', '.join(sorted(missing))}")
+        modality = _build_section(Modality, entry, "modalities")
+        _validate_ae_title(modality.ae_title, where)
+        result.append(modality)
+    names = [m.name for m in result]
+    if len(names) != len(set(names)):
+        raise ConfigError("[[modalities]]: names must be unique")
+    return tuple(result)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """``PACS_DIMSE_PORT=4242`` -> ``{"dimse": {"port": "4242"}}``."""
+    overrides: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith("PACS_"):
+            continue
+        rest = name[len("PACS_") :].lower()
+        for section in _SECTIONS:
+            if rest.startswith(section + "_"):
+                overrides.setdefault(section, {})[rest[len(section) + 1 :]] = value
+                break
+    return overrides
+
+
+def load_settings(
+    config_file: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the TOML file (if any), apply ``PACS_*`` overrides, validate, and freeze."""
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            with open(config_file, "rb") as handle:
+                raw = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {config_file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: invalid TOML: {exc}") from None
+    unknown = set(raw) - set(_SECTIONS) - {"modalities"}
+    if unknown:
+        raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
+    env = _env_overrides(os.environ if environ is None else environ)
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        values = dict(raw.get(section, {}))
+        values.update(env.get(section, {}))
+        sections[section] = _build_section(cls, values, section)
+    settings = Settings(**sections, modalities=_build_modalities(raw.get("modalities", [])))
+    _validate_ae_title(settings.dimse.ae_title, "[dimse] ae_title")
+    if settings.dimse.workers < 1:
+        raise ConfigError("[dimse] workers must be at least 1")
+    return settings
+
+
+def describe(settings: Settings) -> str:
+    """The effective settings as TOML, each key preceded by its description."""
+    lines: list[str] = []
+    for section, cls in _SECTIONS.items():
+        lines.append(f"[{section}]")
+        values = getattr(settings, section)
+        for f in dataclasses.fields(cls):
+            lines.append(f"# {f.metadata.get('doc', '')}")
+            lines.append(f"{f.name} = {_toml_value(getattr(values, f.name))}")
+        if section == "index":
+            lines.append(f"# effective: {settings.index_url}")
+        if section == "storage":
+            lines.append(f"# effective: {settings.blob_dir}")
+        lines.append("")
+    for modality in settings.modalities:
+        lines.append("[[modalities]]")
+        for f in dataclasses.fields(Modality):
+            lines.append(f"{f.name} = {_toml_value(getattr(modality, f.name))}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

@@ -1,0 +1,73 @@
+"""The BlobStore seam: durable, immutable blobs under opaque keys."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+_KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+class BlobStoreError(Exception):
+    """A blob could not be written or read."""
+
+
+class BlobNotFound(BlobStoreError):
+    """No blob is stored under this key."""
+
+
+class BlobStoreFull(BlobStoreError):
+    """The store has no space left for this blob."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """What was written: the size in bytes and the SHA-256 of the content."""
+
+    size: int
+    sha256: str
+
+
+def new_key() -> str:
+    """A fresh random key (never derived from a DICOM UID)."""
+    return uuid.uuid4().hex
+
+
+def check_key(key: str) -> str:
+    """Refuse any key that is not one we generate (keeps keys from escaping the store)."""
+    if not isinstance(key, str) or not _KEY_PATTERN.match(key):
+        raise BlobStoreError(f"invalid blob key {key!r}")
+    return key
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Immutable blobs: written once, atomically and durably; read many times; deleted."""
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> BlobInfo:
+        """Store the concatenated chunks under a fresh key; durable when this returns."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """Open the blob for reading (the caller closes it)."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A filesystem path of the blob when the store has one, else None."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the blob; removing a missing blob is not an error."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether a complete blob is stored under this key."""
+        ...
+
+    def keys(self) -> Iterator[str]:
+        """Every stored key (order unspecified)."""
+        ...
