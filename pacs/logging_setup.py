@@ -15,9 +15,8 @@ def configure_logging(settings: Settings) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if settings.server.log_file:
         handlers.append(logging.FileHandler(settings.server.log_file, encoding="utf-8"))
-    logging.basicConfig(level=settings.server.log_level.upper(), format=_FORMAT,
-                        handlers=handlers, force=True)
-    # pynetdicom logs every PDU at INFO; its warnings and errors are still shown.
-    logging.getLogger("pynetdicom").setLevel(
-        max(logging.WARNING, logging.getLogger().level)
+    logging.basicConfig(
+        level=settings.server.log_level.upper(), format=_FORMAT, handlers=handlers, force=True
     )
+    # pynetdicom logs every PDU at INFO; its warnings and errors are still shown.
+    logging.getLogger("pynetdicom").setLevel(max(logging.WARNING, logging.getLogger().level))

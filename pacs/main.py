@@ -86,14 +86,23 @@ def serve(settings: Settings) -> None:
     if settings.dimse.workers > 1:
         context = multiprocessing.get_context("spawn")
         for number in range(settings.dimse.workers - 1):
-            process = context.Process(target=run_dimse_worker, args=(settings,),
-                                      name=f"dimse-worker-{number + 1}", daemon=True)
+            process: BaseProcess = context.Process(
+                target=run_dimse_worker,
+                args=(settings,),
+                name=f"dimse-worker-{number + 1}",
+                daemon=True,
+            )
             process.start()
             workers.append(process)
     dimse = DimseServer(archive, settings)
     dimse.start()
-    log.info("PACS %s ready: DICOM port %d, HTTP port %d, data in %s", settings.dimse.ae_title,
-             dimse.port, settings.http.port, settings.server.data_dir)
+    log.info(
+        "PACS %s ready: DICOM port %d, HTTP port %d, data in %s",
+        settings.dimse.ae_title,
+        dimse.port,
+        settings.http.port,
+        settings.server.data_dir,
+    )
     try:
         asyncio.run(_serve(settings, archive))
     finally:

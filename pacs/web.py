@@ -33,8 +33,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise
     except Exception:
         log.exception("request %s %s %s failed", request_id, request.method, request.path)
-        return web.json_response({"error": "internal error", "request_id": request_id},
-                                 status=500, headers={"X-Request-Id": request_id})
+        return web.json_response(
+            {"error": "internal error", "request_id": request_id},
+            status=500,
+            headers={"X-Request-Id": request_id},
+        )
     response.headers["X-Request-Id"] = request_id
     return response
 
@@ -43,7 +46,9 @@ async def health(request: web.Request) -> web.Response:
     """Liveness: the process answers and the index can be read."""
     archive = request.app[ARCHIVE_KEY]
     stats = await asyncio.to_thread(archive.statistics)
-    return web.json_response({"status": "ok", "version": __version__, "instances": stats["instances"]})
+    return web.json_response(
+        {"status": "ok", "version": __version__, "instances": stats["instances"]}
+    )
 
 
 async def statistics(request: web.Request) -> web.Response:

@@ -43,7 +43,7 @@ class Query:
 
 def kind_for_vr(vr: str) -> MatchKind:
     """The matching rules that apply to a value representation."""
-    return {
+    kinds: dict[str, MatchKind] = {
         "PN": "pn",
         "DA": "date",
         "TM": "time",
@@ -54,7 +54,8 @@ def kind_for_vr(vr: str) -> MatchKind:
         "UL": "int",
         "SS": "int",
         "SL": "int",
-    }.get(vr, "text")
+    }
+    return kinds.get(vr, "text")
 
 
 def _element_text(value: object) -> str:

@@ -92,9 +92,9 @@ def _set(ds: Dataset, keyword: str, value: Any) -> None:
 
 def _has_non_ascii(ds: Dataset) -> bool:
     for element in ds:
-        if element.VR in ("PN", "LO", "SH", "ST", "LT", "UT", "UC") and element.value:
-            if not str(element.value).isascii():
-                return True
+        text_vr = element.VR in ("PN", "LO", "SH", "ST", "LT", "UT", "UC")
+        if text_vr and element.value and not str(element.value).isascii():
+            return True
     return False
 
 
@@ -138,7 +138,7 @@ def build_answers(
                 _set(ds, keyword, values.get(keyword, 0 if keyword.startswith("Number") else None))
             elif header is not None and keyword in header:
                 try:
-                    ds[tag_for_keyword(keyword)] = header[keyword]
+                    ds[header[keyword].tag] = header[keyword]
                 except Exception:
                     _set(ds, keyword, None)
             else:

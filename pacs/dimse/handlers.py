@@ -20,7 +20,6 @@ from pacs.core.errors import InvalidQuery, PacsError
 from pacs.core.model import Level, StoredInstance, StoreOutcome
 from pacs.core.query import Query, query_from_identifier
 from pacs.dimse import status
-from pacs.dimse.status import SopClassMismatch
 from pacs.dimse.transport import set_nodelay
 from pacs.settings import Settings
 
@@ -66,7 +65,7 @@ class DimseHandlers:
         self._stats: dict[int, AssociationStats] = {}
         self._lock = threading.Lock()
 
-    def handlers(self) -> list[tuple[Any, Any]]:
+    def handlers(self) -> list[Any]:
         """The (event, handler) pairs to give pynetdicom."""
         return [
             (evt.EVT_CONN_OPEN, self.on_connection_open),
@@ -101,13 +100,18 @@ class DimseHandlers:
 
     def on_established(self, event: Event) -> None:
         stats = self._stats_for(event)
-        log.info("association %x accepted from %s (%s)", id(event.assoc), stats.calling_ae,
-                 stats.address)
+        log.info(
+            "association %x accepted from %s (%s)", id(event.assoc), stats.calling_ae, stats.address
+        )
 
     def on_rejected(self, event: Event) -> None:
         requestor = event.assoc.requestor
-        log.warning("association rejected from %s (%s:%s)", str(requestor.ae_title).strip(),
-                    requestor.address, requestor.port)
+        log.warning(
+            "association rejected from %s (%s:%s)",
+            str(requestor.ae_title).strip(),
+            requestor.address,
+            requestor.port,
+        )
 
     def on_ended(self, event: Event) -> None:
         with self._lock:
@@ -116,10 +120,15 @@ class DimseHandlers:
             return
         how = "released" if event.event is evt.EVT_RELEASED else "aborted"
         log.info(
-            "association %x from %s %s: stored %d, duplicates %d, failed %d, queries %d, "
-            "sent %d",
-            id(event.assoc), stats.calling_ae, how, stats.stored, stats.duplicates,
-            stats.failed, stats.finds, stats.retrieved,
+            "association %x from %s %s: stored %d, duplicates %d, failed %d, queries %d, sent %d",
+            id(event.assoc),
+            stats.calling_ae,
+            how,
+            stats.stored,
+            stats.duplicates,
+            stats.failed,
+            stats.finds,
+            stats.retrieved,
         )
 
     # --- C-ECHO and C-STORE ---------------------------------------------------------------
@@ -129,7 +138,7 @@ class DimseHandlers:
 
     def on_store(self, event: Event) -> int | Dataset:
         stats = self._stats_for(event)
-        request = event.request
+        request: Any = event.request
         try:
             raw = event.encoded_dataset(include_meta=True)
         except Exception as exc:
@@ -139,9 +148,12 @@ class DimseHandlers:
             summary = result.summary
             if summary.sop_uid != str(request.AffectedSOPInstanceUID):
                 # Stored data must not be misfiled: the request and data set disagree.
-                log.warning("C-STORE from %s: data set SOP Instance UID %s differs from the "
-                            "request's %s", stats.calling_ae, summary.sop_uid,
-                            request.AffectedSOPInstanceUID)
+                log.warning(
+                    "C-STORE from %s: data set SOP Instance UID %s differs from the request's %s",
+                    stats.calling_ae,
+                    summary.sop_uid,
+                    request.AffectedSOPInstanceUID,
+                )
         except Exception as exc:
             return self._store_failure(stats, request, exc)
         if result.outcome == StoreOutcome.DUPLICATE_IGNORED:
@@ -155,8 +167,9 @@ class DimseHandlers:
         code = status.store_status(error)
         uid = getattr(request, "AffectedSOPInstanceUID", "?")
         if isinstance(error, PacsError):
-            log.warning("C-STORE of %s from %s refused (0x%04X): %s", uid, stats.calling_ae,
-                        code, error)
+            log.warning(
+                "C-STORE of %s from %s refused (0x%04X): %s", uid, stats.calling_ae, code, error
+            )
         else:
             log.exception("C-STORE of %s from %s failed (0x%04X)", uid, stats.calling_ae, code)
         answer = Dataset()
@@ -184,14 +197,20 @@ class DimseHandlers:
             query = self._query(event)
             limit = self.settings.dimse.max_find_results
             if limit:
-                query = Query(level=query.level, filters=query.filters,
-                              return_keys=query.return_keys, kinds=query.kinds, limit=limit)
+                query = Query(
+                    level=query.level,
+                    filters=query.filters,
+                    return_keys=query.return_keys,
+                    kinds=query.kinds,
+                    limit=limit,
+                )
             answers = self.archive.find(query)
         except Exception as exc:
             yield self._query_failure("C-FIND", stats, exc), None
             return
-        log.info("C-FIND %s from %s: %d match(es)", query.level.name, stats.calling_ae,
-                 len(answers))
+        log.info(
+            "C-FIND %s from %s: %d match(es)", query.level.name, stats.calling_ae, len(answers)
+        )
         for answer in answers:
             if event.is_cancelled:
                 yield status.CANCEL, None
@@ -223,8 +242,9 @@ class DimseHandlers:
         with self.archive.open_instance(stored) as handle:
             return dcmread(handle)
 
-    def _send_all(self, event: Event, stats: AssociationStats,
-                  instances: list[StoredInstance]) -> Iterator[tuple[int, Dataset | None]]:
+    def _send_all(
+        self, event: Event, stats: AssociationStats, instances: list[StoredInstance]
+    ) -> Iterator[tuple[int, Dataset | None]]:
         for stored in instances:
             if event.is_cancelled:
                 yield status.CANCEL, None
@@ -244,13 +264,15 @@ class DimseHandlers:
         stats = self._stats_for(event)
         destination_ae = event.move_destination
         destination_title = (
-            destination_ae.decode("ascii", "replace") if isinstance(destination_ae, bytes)
+            destination_ae.decode("ascii", "replace")
+            if isinstance(destination_ae, bytes)
             else str(destination_ae)
         ).strip()
         modality = self.settings.modality_by_ae(destination_title)
         if modality is None:
-            log.warning("C-MOVE from %s to unknown destination %r", stats.calling_ae,
-                        destination_title)
+            log.warning(
+                "C-MOVE from %s to unknown destination %r", stats.calling_ae, destination_title
+            )
             yield None, None  # pynetdicom answers 0xA801 (move destination unknown)
             return
         destination = (modality.host, modality.port)
@@ -262,12 +284,21 @@ class DimseHandlers:
             yield 1
             yield self._query_failure("C-MOVE", stats, exc), None
             return
-        log.info("C-MOVE from %s: %d instance(s) to %s (%s:%d)", stats.calling_ae,
-                 len(instances), modality.ae_title, modality.host, modality.port)
-        yield *destination, {
-            "contexts": storage_contexts(instances),
-            "evt_handlers": [(evt.EVT_CONN_OPEN, self.on_connection_open)],
-        }
+        log.info(
+            "C-MOVE from %s: %d instance(s) to %s (%s:%d)",
+            stats.calling_ae,
+            len(instances),
+            modality.ae_title,
+            modality.host,
+            modality.port,
+        )
+        yield (
+            *destination,
+            {
+                "contexts": storage_contexts(instances),
+                "evt_handlers": [(evt.EVT_CONN_OPEN, self.on_connection_open)],
+            },
+        )
         yield len(instances)
         yield from self._send_all(event, stats, instances)
 
@@ -289,14 +320,16 @@ def storage_contexts(instances: list[StoredInstance]) -> list[Any]:
     wanted: dict[tuple[str, tuple[str, ...]], None] = {}
     for stored in instances:
         if stored.transfer_syntax in _UNCOMPRESSED:
-            syntaxes: tuple[str, ...] = (stored.transfer_syntax,) + tuple(
-                ts for ts in _UNCOMPRESSED if ts != stored.transfer_syntax
+            syntaxes: tuple[str, ...] = (
+                stored.transfer_syntax,
+                *tuple(ts for ts in _UNCOMPRESSED if ts != stored.transfer_syntax),
             )
         else:
             syntaxes = (stored.transfer_syntax,)
         wanted[(stored.sop_class_uid, syntaxes)] = None
     contexts = [build_context(sop_class, list(syntaxes)) for sop_class, syntaxes in wanted]
     if len(contexts) > _MAX_CONTEXTS:
-        log.warning("%d presentation contexts needed, only %d can be proposed", len(contexts),
-                    _MAX_CONTEXTS)
+        log.warning(
+            "%d presentation contexts needed, only %d can be proposed", len(contexts), _MAX_CONTEXTS
+        )
     return contexts[:_MAX_CONTEXTS]

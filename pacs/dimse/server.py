@@ -6,8 +6,8 @@ import logging
 import threading
 
 from pynetdicom import (
-    ALL_TRANSFER_SYNTAXES,
     AE,
+    ALL_TRANSFER_SYNTAXES,
     AllStoragePresentationContexts,
     _config,
     build_context,
@@ -64,8 +64,10 @@ def build_ae(settings: Settings) -> AE:
         ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES[:4])
     # Storage contexts are needed for SCP/SCU role selection of C-GET sub-operations.
     for context in AllStoragePresentationContexts:
-        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES,
-                                 scu_role=True, scp_role=True)
+        assert context.abstract_syntax is not None
+        ae.add_supported_context(
+            context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+        )
     # Contexts we propose when sending (C-MOVE sub-operations use their own list).
     ae.add_requested_context(Verification)
     return ae
@@ -91,14 +93,19 @@ class DimseServer:
     def start(self) -> None:
         """Bind and serve in a background thread."""
         dimse = self.settings.dimse
-        self._server = self.ae.make_server(
+        server = self.ae.make_server(
             (dimse.host, dimse.port),
             evt_handlers=self.handlers.handlers(),
             server_class=ReusePortAssociationServer,
         )
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.2},
-                                        name="dimse-listener", daemon=True)
+        assert isinstance(server, ReusePortAssociationServer)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="dimse-listener",
+            daemon=True,
+        )
         self._thread.start()
         log.info("DICOM listener %s on %s:%d", dimse.ae_title, dimse.host, self.port)
 

@@ -6,6 +6,7 @@ translates them.  Each thread gets its own connection.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -161,9 +162,7 @@ class Database:
         """Close every connection this object opened."""
         with self._lock:
             for conn in self._all:
-                try:
+                with contextlib.suppress(Exception):  # closing during shutdown
                     conn.close()
-                except Exception:  # closing during shutdown: nothing to do
-                    pass
             self._all.clear()
         self._local = threading.local()

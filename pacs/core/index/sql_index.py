@@ -356,7 +356,7 @@ class SqlIndex:
                     )
             elif level == Level.STUDY:
                 modalities: dict[int, set[str]] = {}
-                for pk, series_pk, modality, instances in conn.execute(
+                for pk, _series_pk, modality, instances in conn.execute(
                     "SELECT se.study_pk, se.pk, se.modality, COUNT(i.pk) FROM series se "
                     "LEFT JOIN instances i ON i.series_pk = se.pk "
                     f"WHERE se.study_pk IN ({marks}) GROUP BY se.study_pk, se.pk, se.modality",

@@ -1,0 +1,73 @@
+"""The filesystem blob store: atomic durable writes, key validation, crash leftovers."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from storage import BlobNotFound, BlobStoreError, FileSystemBlobStore, new_key
+
+
+def test_put_open_delete(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path)
+    key = new_key()
+    info = store.put(key, [b"abc", b"def"])
+    assert info.size == 6
+    assert info.sha256 == hashlib.sha256(b"abcdef").hexdigest()
+    with store.open(key) as handle:
+        assert handle.read() == b"abcdef"
+    assert store.exists(key)
+    assert list(store.keys()) == [key]
+    path = store.local_path(key)
+    assert path is not None and path.parent.parent.name == key[:2]
+    store.delete(key)
+    assert not store.exists(key)
+    with pytest.raises(BlobNotFound):
+        store.open(key)
+    store.delete(key)  # deleting twice is fine
+
+
+@pytest.mark.parametrize("key", ["../etc/passwd", "A" * 32, "", "abc", "0" * 31 + "/", "1.2.3.4"])
+def test_keys_that_could_escape_are_refused(tmp_path: Path, key: str) -> None:
+    store = FileSystemBlobStore(tmp_path)
+    with pytest.raises(BlobStoreError):
+        store.put(key, [b"x"])
+    with pytest.raises(BlobStoreError):
+        store.open(key)
+
+
+def test_a_key_is_written_once(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path)
+    key = new_key()
+    store.put(key, [b"first"])
+    with pytest.raises(BlobStoreError):
+        store.put(key, [b"second"])
+    with store.open(key) as handle:
+        assert handle.read() == b"first"
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path)
+    key = new_key()
+
+    def chunks():
+        yield b"partial"
+        raise RuntimeError("peer vanished")
+
+    with pytest.raises(RuntimeError):
+        store.put(key, chunks())
+    assert not store.exists(key)
+    assert list(tmp_path.rglob("*.partial")) == []
+
+
+def test_partial_writes_left_by_a_crash_are_removed(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path)
+    key = new_key()
+    leftover = tmp_path / key[:2] / key[2:4] / f"{key}.partial"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half")
+    assert list(store.keys()) == []
+    assert store.remove_partial_writes() == 1
+    assert not leftover.exists()
