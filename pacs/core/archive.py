@@ -49,9 +49,13 @@ class Archive:
         index.initialize()
         return cls(index, blobs, **options)
 
-    def store(self, raw: bytes, origin: str) -> StoreResult:
+    def store(
+        self, raw: bytes, origin: str, *, expected_sop_class: str = "", expected_sop_uid: str = ""
+    ) -> StoreResult:
         """Keep one Part 10 file (or bare data set); durable when this returns."""
-        return self._ingest.store(raw, origin)
+        return self._ingest.store(
+            raw, origin, expected_sop_class=expected_sop_class, expected_sop_uid=expected_sop_uid
+        )
 
     def find(self, query: Query) -> list[Dataset]:
         """Answers to a query, one Dataset per match with the requested return keys."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 from io import BytesIO
 from typing import Any
 
@@ -13,6 +14,7 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -89,10 +91,64 @@ def normalize_time(value: str) -> str:
     return f"{whole}.{fraction}" if fraction else whole
 
 
+def _encoding(ds: Dataset) -> tuple[bool, bool]:
+    """(implicit VR, little endian) as the data set was read."""
+    implicit, little = ds.original_encoding
+    return bool(implicit), little is not False
+
+
 def _guess_transfer_syntax(ds: Dataset) -> str:
-    if not ds.is_little_endian:
+    implicit, little = _encoding(ds)
+    if not little:
         return str(ExplicitVRBigEndian)
-    return str(ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian)
+    return str(ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian)
+
+
+_PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
+_LONG_VRS = {
+    b"OB",
+    b"OW",
+    b"OF",
+    b"OD",
+    b"OL",
+    b"OV",
+    b"UN",
+    b"UT",
+    b"UC",
+    b"UR",
+    b"SQ",
+    b"SV",
+    b"UV",
+}
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def check_pixel_data_complete(raw: bytes, offset: int, ds: Dataset) -> None:
+    """Refuse a data set whose Pixel Data is shorter than it declares (a truncated upload)."""
+    if offset + 8 > len(raw) or ds.original_encoding == (None, None):
+        return
+    implicit, little = _encoding(ds)
+    order = "<" if little else ">"
+    group, element = struct.unpack_from(order + "HH", raw, offset)
+    if (group, element) not in _PIXEL_TAGS:
+        return
+    if implicit:
+        (length,) = struct.unpack_from(order + "I", raw, offset + 4)
+        header = 8
+    elif raw[offset + 4 : offset + 6] in _LONG_VRS:
+        if offset + 12 > len(raw):
+            raise InvalidDicom("Pixel Data element is truncated")
+        (length,) = struct.unpack_from(order + "I", raw, offset + 8)
+        header = 12
+    else:
+        (length,) = struct.unpack_from(order + "H", raw, offset + 6)
+        header = 8
+    if length == 0xFFFFFFFF:
+        if raw.rfind(_SEQUENCE_DELIMITER, offset) == -1:
+            raise InvalidDicom("encapsulated Pixel Data has no sequence delimiter (truncated)")
+    elif offset + header + length > len(raw):
+        present = len(raw) - offset - header
+        raise InvalidDicom(f"Pixel Data is truncated: {length} bytes declared, {present} present")
 
 
 def read_header(raw: bytes) -> tuple[Dataset, int]:
@@ -144,6 +200,12 @@ def summarize(raw: bytes, *, max_pixels: int = 0) -> tuple[InstanceSummary, byte
     if not is_acceptable_uid(sop_class):
         raise MissingUniqueKey(f"SOPClassUID is missing or invalid ({sop_class[:70]!r})")
     check_image_size(ds, max_pixels)
+    meta_for_syntax: Any = getattr(ds, "file_meta", None)
+    if (
+        meta_for_syntax is None
+        or meta_for_syntax.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian
+    ):
+        check_pixel_data_complete(raw, header_end, ds)
     part10 = ensure_part10(raw, ds)
     if part10 is not raw:
         header_end += len(part10) - len(raw)

@@ -19,6 +19,10 @@ class MissingUniqueKey(InvalidDicom):
     """A unique key (Study, Series or SOP Instance UID) is absent or invalid."""
 
 
+class DatasetMismatch(InvalidDicom):
+    """The data set's SOP Class or Instance UID differs from what the request announced."""
+
+
 class RefusedInstance(PacsError):
     """The instance is well formed but refused by policy (size limits, SOP class)."""
 

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from pacs.core.dicom_header import summarize
-from pacs.core.errors import DuplicateInstance, OutOfResources, StorageUnavailable
+from pacs.core.errors import DatasetMismatch, DuplicateInstance, OutOfResources, StorageUnavailable
 from pacs.core.group_commit import GroupCommitter
 from pacs.core.index.sql_index import AddResult, PendingAdd, SqlIndex
 from pacs.core.model import InstanceSummary, StoreOutcome
@@ -41,9 +41,25 @@ class Ingest:
         self.duplicate_policy = duplicate_policy
         self.max_pixels = max_pixels
 
-    def store(self, raw: bytes, origin: str) -> StoreResult:
-        """Parse, write the blob, index it; raises a PacsError subclass on refusal."""
+    def store(
+        self, raw: bytes, origin: str, *, expected_sop_class: str = "", expected_sop_uid: str = ""
+    ) -> StoreResult:
+        """Parse, write the blob, index it; raises a PacsError subclass on refusal.
+
+        ``expected_*`` are the UIDs a request announced (C-STORE's Affected SOP Class and
+        Instance UIDs): a data set that says otherwise is refused rather than misfiled.
+        """
         summary, part10 = summarize(raw, max_pixels=self.max_pixels)
+        if expected_sop_uid and summary.sop_uid != expected_sop_uid:
+            raise DatasetMismatch(
+                f"data set SOP Instance UID {summary.sop_uid} differs from the request's "
+                f"{expected_sop_uid}"
+            )
+        if expected_sop_class and summary.sop_class_uid != expected_sop_class:
+            raise DatasetMismatch(
+                f"data set SOP Class UID {summary.sop_class_uid} differs from the request's "
+                f"{expected_sop_class}"
+            )
         if self.duplicate_policy != "replace" and self.index.has_instance(summary.sop_uid):
             if self.duplicate_policy == "reject":
                 raise DuplicateInstance(f"SOP Instance {summary.sop_uid} is already stored")

@@ -144,16 +144,12 @@ class DimseHandlers:
         except Exception as exc:
             return self._store_failure(stats, request, exc)
         try:
-            result = self.archive.store(raw, origin=f"DIMSE:{stats.calling_ae}")
-            summary = result.summary
-            if summary.sop_uid != str(request.AffectedSOPInstanceUID):
-                # Stored data must not be misfiled: the request and data set disagree.
-                log.warning(
-                    "C-STORE from %s: data set SOP Instance UID %s differs from the request's %s",
-                    stats.calling_ae,
-                    summary.sop_uid,
-                    request.AffectedSOPInstanceUID,
-                )
+            result = self.archive.store(
+                raw,
+                origin=f"DIMSE:{stats.calling_ae}",
+                expected_sop_class=str(request.AffectedSOPClassUID),
+                expected_sop_uid=str(request.AffectedSOPInstanceUID),
+            )
         except Exception as exc:
             return self._store_failure(stats, request, exc)
         if result.outcome == StoreOutcome.DUPLICATE_IGNORED:
@@ -307,9 +303,11 @@ class DimseHandlers:
         try:
             instances = self._instances(event)
         except Exception as exc:
-            yield 1
-            yield self._query_failure("C-GET", stats, exc), None
-            return
+            # Failing the sub-operation count makes pynetdicom answer 0xC413 (unable to
+            # process) without an identifier, which DCMTK's getscu handles cleanly.
+            self._query_failure("C-GET", stats, exc)
+            raise
+
         log.info("C-GET from %s: %d instance(s)", stats.calling_ae, len(instances))
         yield len(instances)
         yield from self._send_all(event, stats, instances)

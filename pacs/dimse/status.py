@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pacs.core.errors import (
+    DatasetMismatch,
     DuplicateInstance,
     InvalidDicom,
     InvalidQuery,
@@ -28,13 +29,9 @@ MOVE_UNKNOWN_DESTINATION = 0xA801
 SUBOPS_WARNING = 0xB000
 
 
-class SopClassMismatch(InvalidDicom):
-    """The data set's SOP Class or Instance UID differs from the one in the C-STORE request."""
-
-
 def store_status(error: Exception) -> int:
     """The C-STORE failure status for a core error."""
-    if isinstance(error, SopClassMismatch):
+    if isinstance(error, DatasetMismatch):
         return STORE_DATASET_MISMATCH
     if isinstance(error, DuplicateInstance):
         return DUPLICATE_SOP_INSTANCE
