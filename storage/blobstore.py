@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-_KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+_KEY_PATTERN = re.compile(r"^[0-9]{8}[0-9a-f]{32}$")
 
 
 class BlobStoreError(Exception):
@@ -33,8 +34,13 @@ class BlobInfo:
 
 
 def new_key() -> str:
-    """A fresh random key (never derived from a DICOM UID)."""
-    return uuid.uuid4().hex
+    """A fresh key: the UTC day it was made (``YYYYMMDD``) and 128 random bits.
+
+    Never derived from a DICOM UID. The day lets stores group blobs written together (one
+    folder a day on disk, so consecutive writes share a folder) and lets tiering and backup
+    select by age without reading the index.
+    """
+    return time.strftime("%Y%m%d", time.gmtime()) + uuid.uuid4().hex
 
 
 def check_key(key: str) -> str:

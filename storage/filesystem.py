@@ -18,7 +18,11 @@ _TEMP_SUFFIX = ".partial"
 
 
 class FileSystemBlobStore:
-    """``root/ab/cd/abcd...`` files; a blob is visible only once complete and synced."""
+    """``root/YYYYMMDD/<key>`` files; a blob is visible only once complete and synced.
+
+    One folder a day keeps consecutive writes in one folder (no folder creation per blob)
+    and stays small enough for ext4/XFS hashed directories at hospital volumes.
+    """
 
     def __init__(self, root: str | Path, *, fsync: bool = True) -> None:
         self.root = Path(root)
@@ -27,7 +31,7 @@ class FileSystemBlobStore:
 
     def _path(self, key: str) -> Path:
         check_key(key)
-        return self.root / key[:2] / key[2:4] / key
+        return self.root / key[:8] / key
 
     def put(self, key: str, chunks: Iterable[bytes]) -> BlobInfo:
         final = self._path(key)
@@ -36,7 +40,10 @@ class FileSystemBlobStore:
         digest = hashlib.sha256()
         size = 0
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            if not folder.is_dir():
+                folder.mkdir(parents=True, exist_ok=True)
+                if self.fsync:
+                    _fsync_dir(folder.parent)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
                 for chunk in chunks:
@@ -47,7 +54,7 @@ class FileSystemBlobStore:
                         written = os.write(fd, view)
                         view = view[written:]
                 if self.fsync:
-                    os.fsync(fd)
+                    os.fdatasync(fd)
             finally:
                 os.close(fd)
             if final.exists():
@@ -83,14 +90,14 @@ class FileSystemBlobStore:
         return self._path(key).is_file()
 
     def keys(self) -> Iterator[str]:
-        for path in self.root.glob("??/??/*"):
+        for path in self.root.glob("[0-9]" * 8 + "/*"):
             if not path.name.endswith(_TEMP_SUFFIX):
                 yield path.name
 
     def remove_partial_writes(self) -> int:
         """Delete temp files left by a crash mid-write; returns how many were removed."""
         removed = 0
-        for path in self.root.glob(f"??/??/*{_TEMP_SUFFIX}"):
+        for path in self.root.glob("[0-9]" * 8 + f"/*{_TEMP_SUFFIX}"):
             _discard(path)
             removed += 1
         if removed:
