@@ -48,6 +48,13 @@ class DimseSettings:
     require_called_ae_title: bool = field(
         default=False, metadata=_doc("true: reject associations not addressed to our AE title.")
     )
+    fast_store: bool = field(
+        default=True,
+        metadata=_doc(
+            "Serve storage-only associations (modalities pushing images) with the lean "
+            "built-in receiver; false: pynetdicom serves every association."
+        ),
+    )
     max_pdu_size: int = field(
         default=0, metadata=_doc("Maximum PDU we accept, in bytes (0 = unlimited, fastest).")
     )

@@ -55,7 +55,15 @@ class BlobStore(Protocol):
     """Immutable blobs: written once, atomically and durably; read many times; deleted."""
 
     def put(self, key: str, chunks: Iterable[bytes]) -> BlobInfo:
-        """Store the concatenated chunks under a fresh key; durable when this returns."""
+        """Store the concatenated chunks under a fresh key.
+
+        The content is on stable storage when this returns; the blob's *name* may only be
+        durable after the next :meth:`sync` (so many puts can share one directory sync).
+        """
+        ...
+
+    def sync(self) -> None:
+        """Make every put that returned before this call durable, names included."""
         ...
 
     def open(self, key: str) -> BinaryIO:

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +29,8 @@ class FileSystemBlobStore:
         self.root = Path(root)
         self.fsync = fsync
         self.root.mkdir(parents=True, exist_ok=True)
+        self._unsynced: set[Path] = set()
+        self._unsynced_lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
         check_key(key)
@@ -61,7 +64,8 @@ class FileSystemBlobStore:
                 raise BlobStoreError(f"blob {key} already exists")
             os.rename(temp, final)
             if self.fsync:
-                _fsync_dir(folder)
+                with self._unsynced_lock:
+                    self._unsynced.add(folder)
         except OSError as exc:
             _discard(temp)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -71,6 +75,18 @@ class FileSystemBlobStore:
             _discard(temp)
             raise
         return BlobInfo(size=size, sha256=digest.hexdigest())
+
+    def sync(self) -> None:
+        """fsync the folders that received blobs since the last sync (usually one: today's)."""
+        with self._unsynced_lock:
+            folders, self._unsynced = self._unsynced, set()
+        try:
+            for folder in folders:
+                _fsync_dir(folder)
+        except OSError as exc:
+            with self._unsynced_lock:
+                self._unsynced |= folders
+            raise BlobStoreError(f"cannot sync {self.root}: {exc.strerror}") from exc
 
     def open(self, key: str) -> BinaryIO:
         try:

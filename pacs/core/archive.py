@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,11 +37,16 @@ class Archive:
         self.blobs = blobs
         self._writer_conn = index.database.connect()
         self._committer: GroupCommitter[PendingAdd, AddResult] = GroupCommitter(
-            lambda batch: index.add_batch(self._writer_conn, batch), batch_max=batch_max
+            self._write_batch, batch_max=batch_max
         )
         self._ingest = Ingest(
             index, blobs, self._committer, duplicate_policy=duplicate_policy, max_pixels=max_pixels
         )
+
+    def _write_batch(self, batch: Sequence[PendingAdd]) -> list[AddResult | Exception]:
+        """The group-commit step: make the batch's blobs durable, then index them at once."""
+        self.blobs.sync()
+        return self.index.add_batch(self._writer_conn, batch)
 
     @classmethod
     def open(cls, index_url: str, blobs: BlobStore, **options: Any) -> Archive:

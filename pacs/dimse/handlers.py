@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom import dcmread
@@ -17,9 +16,10 @@ from pynetdicom.presentation import build_context
 
 from pacs.core.archive import Archive
 from pacs.core.errors import InvalidQuery, PacsError
-from pacs.core.model import Level, StoredInstance, StoreOutcome
+from pacs.core.model import Level, StoredInstance
 from pacs.core.query import Query, query_from_identifier
 from pacs.dimse import status
+from pacs.dimse.store_service import AssociationStats, StoreService
 from pacs.dimse.transport import set_nodelay
 from pacs.settings import Settings
 
@@ -42,26 +42,13 @@ def _allowed_levels(sop_class: str) -> set[Level]:
     return set(Level)
 
 
-@dataclass
-class AssociationStats:
-    """What one association did, logged when it ends."""
-
-    calling_ae: str
-    address: str
-    stored: int = 0
-    duplicates: int = 0
-    failed: int = 0
-    finds: int = 0
-    retrieved: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
 class DimseHandlers:
     """Binds pynetdicom events to the Archive; each handler logs and never raises."""
 
     def __init__(self, archive: Archive, settings: Settings) -> None:
         self.archive = archive
         self.settings = settings
+        self.store_service = StoreService(archive)
         self._stats: dict[int, AssociationStats] = {}
         self._lock = threading.Lock()
 
@@ -99,10 +86,7 @@ class DimseHandlers:
         set_nodelay(event.assoc)
 
     def on_established(self, event: Event) -> None:
-        stats = self._stats_for(event)
-        log.info(
-            "association %x accepted from %s (%s)", id(event.assoc), stats.calling_ae, stats.address
-        )
+        self._stats_for(event).log_accepted(id(event.assoc))
 
     def on_rejected(self, event: Event) -> None:
         requestor = event.assoc.requestor
@@ -119,17 +103,7 @@ class DimseHandlers:
         if stats is None:
             return
         how = "released" if event.event is evt.EVT_RELEASED else "aborted"
-        log.info(
-            "association %x from %s %s: stored %d, duplicates %d, failed %d, queries %d, sent %d",
-            id(event.assoc),
-            stats.calling_ae,
-            how,
-            stats.stored,
-            stats.duplicates,
-            stats.failed,
-            stats.finds,
-            stats.retrieved,
-        )
+        stats.log_ended(id(event.assoc), how)
 
     # --- C-ECHO and C-STORE ---------------------------------------------------------------
 
@@ -139,38 +113,20 @@ class DimseHandlers:
     def on_store(self, event: Event) -> int | Dataset:
         stats = self._stats_for(event)
         request: Any = event.request
+        sop_uid = str(request.AffectedSOPInstanceUID)
         try:
             raw = event.encoded_dataset(include_meta=True)
         except Exception as exc:
-            return self._store_failure(stats, request, exc)
-        try:
-            result = self.archive.store(
-                raw,
-                origin=f"DIMSE:{stats.calling_ae}",
-                expected_sop_class=str(request.AffectedSOPClassUID),
-                expected_sop_uid=str(request.AffectedSOPInstanceUID),
-            )
-        except Exception as exc:
-            return self._store_failure(stats, request, exc)
-        if result.outcome == StoreOutcome.DUPLICATE_IGNORED:
-            stats.duplicates += 1
+            code, comment = self.store_service.failure(stats, sop_uid, exc)
         else:
-            stats.stored += 1
-        return status.SUCCESS
-
-    def _store_failure(self, stats: AssociationStats, request: Any, error: Exception) -> Dataset:
-        stats.failed += 1
-        code = status.store_status(error)
-        uid = getattr(request, "AffectedSOPInstanceUID", "?")
-        if isinstance(error, PacsError):
-            log.warning(
-                "C-STORE of %s from %s refused (0x%04X): %s", uid, stats.calling_ae, code, error
+            code, comment = self.store_service.store(
+                raw, stats, str(request.AffectedSOPClassUID), sop_uid
             )
-        else:
-            log.exception("C-STORE of %s from %s failed (0x%04X)", uid, stats.calling_ae, code)
+        if code == status.SUCCESS:
+            return code
         answer = Dataset()
         answer.Status = code
-        answer.ErrorComment = str(error)[:64] or type(error).__name__
+        answer.ErrorComment = comment
         return answer
 
     # --- C-FIND ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from pacs.core.archive import Archive
 from pacs.dimse.handlers import DimseHandlers
+from pacs.dimse.store_acceptor import StorageAcceptor
 from pacs.dimse.transport import ReusePortAssociationServer
 from pacs.settings import Settings
 
@@ -99,6 +100,8 @@ class DimseServer:
             server_class=ReusePortAssociationServer,
         )
         assert isinstance(server, ReusePortAssociationServer)
+        if dimse.fast_store:
+            server.fast_path = StorageAcceptor(self.settings, self.handlers.store_service)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,

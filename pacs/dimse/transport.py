@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from typing import Any
+from typing import Any, Protocol
 
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -28,8 +28,25 @@ def set_nodelay(assoc: Any) -> None:
         log.debug("cannot set TCP_NODELAY: %s", exc)
 
 
+class ConnectionHandler(Protocol):
+    """Something that may serve an accepted connection instead of pynetdicom."""
+
+    def handle(self, sock: socket.socket, address: Any) -> bool: ...
+
+
 class ReusePortAssociationServer(ThreadedAssociationServer):
-    """A threaded association server whose listening socket can be shared by processes."""
+    """A threaded association server whose listening socket can be shared by processes.
+
+    When ``fast_path`` is set, each accepted connection is offered to it first (in the
+    connection's own thread); connections it declines go to pynetdicom untouched.
+    """
+
+    fast_path: ConnectionHandler | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.fast_path is not None and self.fast_path.handle(request, client_address):
+            return
+        super().finish_request(request, client_address)
 
     def server_bind(self) -> None:
         if self.socket is not None and hasattr(socket, "SO_REUSEPORT"):

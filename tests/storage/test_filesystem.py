@@ -29,7 +29,9 @@ def test_put_open_delete(tmp_path: Path) -> None:
     store.delete(key)  # deleting twice is fine
 
 
-@pytest.mark.parametrize("key", ["../etc/passwd", "A" * 40, "", "abc", "0" * 39 + "/", "1.2.3.4", "0" * 32])
+@pytest.mark.parametrize(
+    "key", ["../etc/passwd", "A" * 40, "", "abc", "0" * 39 + "/", "1.2.3.4", "0" * 32]
+)
 def test_keys_that_could_escape_are_refused(tmp_path: Path, key: str) -> None:
     store = FileSystemBlobStore(tmp_path)
     with pytest.raises(BlobStoreError):
@@ -71,3 +73,13 @@ def test_partial_writes_left_by_a_crash_are_removed(tmp_path: Path) -> None:
     assert list(store.keys()) == []
     assert store.remove_partial_writes() == 1
     assert not leftover.exists()
+
+
+def test_sync_makes_names_durable(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path)
+    key = new_key()
+    store.put(key, [b"x"])
+    assert store._unsynced == {tmp_path / key[:8]}
+    store.sync()
+    assert store._unsynced == set()
+    store.sync()  # nothing pending: a no-op

@@ -1,0 +1,329 @@
+"""A lean acceptor for storage associations: modalities pushing images (C-STORE, C-ECHO).
+
+pynetdicom runs two polling threads per association and hands every 16 KB PDU through
+queues; that caps a Python C-STORE SCP far below what the wire and disk allow. Most
+associations a PACS receives only store, so this module serves those itself: it peeks at
+the A-ASSOCIATE-RQ without consuming it and, when every proposed presentation context is
+Verification or storage (and no role selection asks for C-GET), negotiates with
+pynetdicom's PDU classes and then reads P-DATA with large ``recv_into`` calls, assembles
+the data set from its PDV fragments without copying, stores it through the same
+:class:`StoreService` as the pynetdicom handlers, and answers with a hand-built response.
+Any other association (queries, retrieves, C-GET) is left untouched for pynetdicom.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.uid import UID
+from pynetdicom import ALL_TRANSFER_SYNTAXES, PYNETDICOM_IMPLEMENTATION_UID
+from pynetdicom.pdu import A_ASSOCIATE_AC as AssociateAcPdu
+from pynetdicom.pdu import A_ASSOCIATE_RQ as AssociateRqPdu
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    ImplementationClassUIDNotification,
+    ImplementationVersionNameNotification,
+    MaximumLengthNotification,
+    SCP_SCU_RoleSelectionNegotiation,
+)
+from pynetdicom.presentation import build_context, negotiate_as_acceptor
+from pynetdicom.sop_class import uid_to_service_class
+
+from pacs.core.dicom_header import IMPLEMENTATION_VERSION_NAME, encode_file_meta
+from pacs.dimse import status, upper_layer
+from pacs.dimse.store_service import AssociationStats, StoreService
+from pacs.dimse.upper_layer import Command, ProtocolError
+from pacs.settings import Settings
+
+log = logging.getLogger("pacs.dimse")
+
+_VERIFICATION = "1.2.840.10008.1.1"
+_MAX_RQ_BYTES = 1024 * 1024
+_CHUNK = 4 * 1024 * 1024
+_MAX_PDU_BYTES = 512 * 1024 * 1024
+
+
+def _is_storage(abstract_syntax: str) -> bool:
+    """Storage or Verification; unknown (private) SOP classes count as storage."""
+    if abstract_syntax == _VERIFICATION:
+        return True
+    service = uid_to_service_class(UID(abstract_syntax)).__name__
+    return service in ("StorageServiceClass", "ServiceClass")
+
+
+def storage_only(request: A_ASSOCIATE) -> bool:
+    """Whether the association can only store and echo (so the fast path may serve it)."""
+    for item in request.user_information:
+        if isinstance(item, SCP_SCU_RoleSelectionNegotiation):
+            return False  # a C-GET requestor offering to be a Storage SCP
+    contexts = request.presentation_context_definition_list
+    return bool(contexts) and all(_is_storage(str(cx.abstract_syntax)) for cx in contexts)
+
+
+class PeerClosed(Exception):
+    """The peer closed the connection."""
+
+
+def _peek(sock: socket.socket, size: int, deadline: float) -> bytes:
+    """Up to ``size`` bytes of what is waiting on the socket, without consuming them."""
+    while True:
+        data = sock.recv(size, socket.MSG_PEEK)
+        if len(data) >= size or not data or time.monotonic() > deadline:
+            return data
+        time.sleep(0.001)  # the rest of the PDU is still in flight
+
+
+def peek_associate_rq(sock: socket.socket, timeout: float) -> bytes | None:
+    """The whole A-ASSOCIATE-RQ PDU if that is what the peer sent first, else None."""
+    deadline = time.monotonic() + timeout
+    header = _peek(sock, 6, deadline)
+    if len(header) < 6 or header[0] != upper_layer.A_ASSOCIATE_RQ:
+        return None
+    (length,) = struct.unpack(">I", header[2:6])
+    if length > _MAX_RQ_BYTES:
+        return None
+    pdu = _peek(sock, 6 + length, deadline)
+    return pdu if len(pdu) == 6 + length else None
+
+
+@dataclass
+class _Negotiated:
+    """The accepted presentation contexts: id -> (abstract syntax, transfer syntax)."""
+
+    contexts: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+
+class StorageAcceptor:
+    """Serves storage-only associations on an accepted socket; see the module docstring."""
+
+    def __init__(self, settings: Settings, store_service: StoreService) -> None:
+        self.settings = settings
+        self.store_service = store_service
+        self._active = 0
+        self._lock = threading.Lock()
+
+    # --- entry point ----------------------------------------------------------------------
+
+    def handle(self, sock: socket.socket, address: Any) -> bool:
+        """Serve the connection if it is a storage association; False leaves it untouched."""
+        previous_timeout = sock.gettimeout()
+        try:
+            sock.settimeout(self.settings.dimse.acse_timeout)
+            raw_rq = peek_associate_rq(sock, self.settings.dimse.acse_timeout)
+        except OSError:
+            raw_rq = None
+        request = self._decode(raw_rq) if raw_rq is not None else None
+        if raw_rq is None or request is None or not storage_only(request):
+            sock.settimeout(previous_timeout)
+            return False
+        _read_exact(sock, len(raw_rq))  # consume what was peeked
+        host, port = address[0], address[1]
+        stats = AssociationStats(str(request.calling_ae_title).strip(), f"{host}:{port}")
+        if not self._admit(sock, request, stats):
+            return True
+        try:
+            negotiated = self._accept(sock, request)
+            stats.log_accepted(id(stats))
+            sock.settimeout(self.settings.dimse.network_timeout or None)
+            how = self._serve(sock, negotiated, stats)
+        except (OSError, PeerClosed):
+            how = "aborted (connection lost)"
+        except ProtocolError as exc:
+            log.warning("association from %s: protocol error: %s", stats.calling_ae, exc)
+            _send_quietly(sock, upper_layer.abort(source=2, reason=0))
+            how = "aborted (protocol error)"
+        finally:
+            with self._lock:
+                self._active -= 1
+        stats.log_ended(id(stats), how)
+        return True
+
+    @staticmethod
+    def _decode(raw_rq: bytes) -> A_ASSOCIATE | None:
+        try:
+            pdu = AssociateRqPdu()
+            pdu.decode(raw_rq)
+            primitive: A_ASSOCIATE = pdu.to_primitive()
+            return primitive
+        except Exception:  # malformed: pynetdicom will answer it properly
+            return None
+
+    # --- association establishment ---------------------------------------------------------
+
+    def _admit(self, sock: socket.socket, request: A_ASSOCIATE, stats: AssociationStats) -> bool:
+        """Apply the calling/called AE rules and the association limit (A-ASSOCIATE-RJ)."""
+        dimse = self.settings.dimse
+        calling = stats.calling_ae
+        called = str(request.called_ae_title).strip()
+        rejection: tuple[int, int, int] | None = None
+        if not dimse.accept_unknown_callers and self.settings.modality_by_ae(calling) is None:
+            rejection = (1, 1, 3)  # permanent, service user, calling AE title not recognised
+        elif dimse.require_called_ae_title and called != dimse.ae_title:
+            rejection = (1, 1, 7)  # permanent, service user, called AE title not recognised
+        else:
+            with self._lock:
+                if self._active >= dimse.max_associations:
+                    rejection = (2, 3, 2)  # transient, presentation provider, local limit
+                else:
+                    self._active += 1
+        if rejection is None:
+            return True
+        log.warning(
+            "association rejected from %s (%s) to %s: reason %d",
+            calling,
+            stats.address,
+            called,
+            rejection[2],
+        )
+        _send_quietly(sock, upper_layer.associate_rj(*rejection))
+        return False
+
+    def _accept(self, sock: socket.socket, request: A_ASSOCIATE) -> _Negotiated:
+        proposed = request.presentation_context_definition_list
+        supported = [
+            build_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES) for cx in proposed
+        ]
+        results, _ = negotiate_as_acceptor(proposed, supported)
+        answer = A_ASSOCIATE()
+        answer.application_context_name = request.application_context_name
+        answer.calling_ae_title = request.calling_ae_title
+        answer.called_ae_title = request.called_ae_title
+        answer.result = 0x00
+        answer.presentation_context_definition_results_list = results
+        maximum = MaximumLengthNotification()
+        maximum.maximum_length_received = self.settings.dimse.max_pdu_size
+        implementation = ImplementationClassUIDNotification()
+        implementation.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+        version = ImplementationVersionNameNotification()
+        version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+        answer.user_information = [maximum, implementation, version]
+        pdu = AssociateAcPdu()
+        pdu.from_primitive(answer)
+        sock.sendall(pdu.encode())
+        negotiated = _Negotiated()
+        for context in results:
+            if context.result == 0 and context.context_id is not None:
+                negotiated.contexts[context.context_id] = (
+                    str(context.abstract_syntax),
+                    str(context.transfer_syntax[0]),
+                )
+        return negotiated
+
+    # --- P-DATA ------------------------------------------------------------------------------
+
+    def _serve(self, sock: socket.socket, negotiated: _Negotiated, stats: AssociationStats) -> str:
+        """Read PDUs until release or abort; returns how the association ended."""
+        command_fragments: list[memoryview] = []
+        data_fragments: list[memoryview] = []
+        command: Command | None = None
+        command_context = 0
+        while True:
+            pdu_type, body = _read_pdu(sock)
+            if pdu_type == upper_layer.A_RELEASE_RQ:
+                sock.sendall(upper_layer.release_rp())
+                return "released"
+            if pdu_type == upper_layer.A_ABORT:
+                return "aborted by the peer"
+            if pdu_type != upper_layer.P_DATA_TF:
+                raise ProtocolError(f"unexpected PDU type 0x{pdu_type:02X}")
+            for context_id, control, fragment in upper_layer.iter_pdvs(memoryview(body)):
+                if context_id not in negotiated.contexts:
+                    raise ProtocolError(f"presentation context {context_id} was not accepted")
+                last = bool(control & 0x02)
+                if control & 0x01:  # command fragment
+                    command_fragments.append(fragment)
+                    if not last:
+                        continue
+                    command = upper_layer.parse_command(b"".join(command_fragments))
+                    command_fragments.clear()
+                    command_context = context_id
+                    if not command.has_data_set:
+                        self._answer(sock, context_id, command, None, negotiated, stats)
+                        command = None
+                    continue
+                if command is None or context_id != command_context:
+                    raise ProtocolError("data set fragment without a matching command")
+                data_fragments.append(fragment)
+                if last:
+                    self._answer(sock, context_id, command, data_fragments, negotiated, stats)
+                    data_fragments = []
+                    command = None
+
+    def _answer(
+        self,
+        sock: socket.socket,
+        context_id: int,
+        command: Command,
+        data: list[memoryview] | None,
+        negotiated: _Negotiated,
+        stats: AssociationStats,
+    ) -> None:
+        """Run a complete request and send its response."""
+        if command.command_field == upper_layer.C_ECHO_RQ:
+            rsp = upper_layer.response(command, upper_layer.C_ECHO_RSP, status.SUCCESS)
+        elif command.command_field == upper_layer.C_STORE_RQ and data is not None:
+            transfer_syntax = negotiated.contexts[context_id][1]
+            try:
+                meta = encode_file_meta(
+                    command.sop_class_uid,
+                    command.sop_instance_uid,
+                    transfer_syntax,
+                    stats.calling_ae,
+                )
+            except Exception as exc:  # a UID that cannot be encoded
+                code, comment = self.store_service.failure(stats, command.sop_instance_uid, exc)
+            else:
+                part10 = b"".join([meta, *data])
+                code, comment = self.store_service.store(
+                    part10, stats, command.sop_class_uid, command.sop_instance_uid
+                )
+            rsp = upper_layer.response(command, upper_layer.C_STORE_RSP, code, comment)
+        else:
+            raise ProtocolError(
+                f"unsupported command 0x{command.command_field:04X} on a storage association"
+            )
+        sock.sendall(upper_layer.p_data(context_id, rsp))
+
+
+def _read_exact(sock: socket.socket, size: int) -> bytearray:
+    """Exactly ``size`` bytes, read into one buffer with ``recv_into``."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    received = 0
+    while received < size:
+        count = sock.recv_into(view[received:], size - received)
+        if count == 0:
+            raise PeerClosed()
+        received += count
+    return buffer
+
+
+def _read_pdu(sock: socket.socket) -> tuple[int, bytes | bytearray]:
+    """One PDU: its type and body. Large bodies are read in chunks, never allocated up front
+    from a length the peer declared (a hostile peer cannot make us reserve gigabytes)."""
+    header = _read_exact(sock, 6)
+    pdu_type = header[0]
+    (length,) = struct.unpack(">I", header[2:6])
+    if length > _MAX_PDU_BYTES:
+        raise ProtocolError(f"PDU of {length} bytes exceeds {_MAX_PDU_BYTES}")
+    if length <= _CHUNK:
+        return pdu_type, _read_exact(sock, length)
+    chunks = []
+    remaining = length
+    while remaining:
+        chunk = _read_exact(sock, min(remaining, _CHUNK))
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return pdu_type, b"".join(chunks)
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        sock.sendall(data)

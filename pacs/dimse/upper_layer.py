@@ -1,0 +1,141 @@
+"""The few DICOM upper-layer PDUs and DIMSE command sets the storage fast path needs (PS3.8, PS3.7).
+
+Association negotiation itself uses pynetdicom's PDU classes; this module encodes the
+fixed-shape PDUs (P-DATA-TF, A-RELEASE-RP, A-ABORT, A-ASSOCIATE-RJ) and reads and writes
+command sets, which are always Implicit VR Little Endian.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+A_ASSOCIATE_RQ = 0x01
+A_ASSOCIATE_AC = 0x02
+A_ASSOCIATE_RJ = 0x03
+P_DATA_TF = 0x04
+A_RELEASE_RQ = 0x05
+A_RELEASE_RP = 0x06
+A_ABORT = 0x07
+
+C_STORE_RQ = 0x0001
+C_STORE_RSP = 0x8001
+C_ECHO_RQ = 0x0030
+C_ECHO_RSP = 0x8030
+NO_DATA_SET = 0x0101
+
+_COMMAND_FIELD = 0x00000100
+_MESSAGE_ID = 0x00000110
+_AFFECTED_SOP_CLASS = 0x00000002
+_AFFECTED_SOP_INSTANCE = 0x00001000
+_DATA_SET_TYPE = 0x00000800
+_MOVE_ORIGINATOR_AE = 0x00001030
+
+
+class ProtocolError(Exception):
+    """The peer broke the upper-layer or DIMSE protocol."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """The fields of a DIMSE request command set that the fast path acts on."""
+
+    command_field: int
+    message_id: int
+    sop_class_uid: str
+    sop_instance_uid: str
+    has_data_set: bool
+
+
+def pdu_header(pdu_type: int, length: int) -> bytes:
+    """Type, reserved byte, 4-byte big-endian length."""
+    return struct.pack(">BBI", pdu_type, 0, length)
+
+
+def release_rp() -> bytes:
+    """A-RELEASE-RP."""
+    return pdu_header(A_RELEASE_RP, 4) + b"\x00" * 4
+
+
+def abort(source: int = 2, reason: int = 0) -> bytes:
+    """A-ABORT (source 0 = service user, 2 = service provider)."""
+    return pdu_header(A_ABORT, 4) + bytes((0, 0, source, reason))
+
+
+def associate_rj(result: int, source: int, reason: int) -> bytes:
+    """A-ASSOCIATE-RJ (PS3.8 9.3.4)."""
+    return pdu_header(A_ASSOCIATE_RJ, 4) + bytes((0, result, source, reason))
+
+
+def p_data(context_id: int, command: bytes) -> bytes:
+    """One P-DATA-TF holding a whole command set as its last fragment."""
+    item = struct.pack(">IBB", len(command) + 2, context_id, 0x03) + command
+    return pdu_header(P_DATA_TF, len(item)) + item
+
+
+def iter_pdvs(body: memoryview) -> Iterator[tuple[int, int, memoryview]]:
+    """(context id, message control header, fragment) for each PDV item of a P-DATA-TF."""
+    offset = 0
+    end = len(body)
+    while offset < end:
+        if offset + 6 > end:
+            raise ProtocolError("truncated PDV item")
+        (length,) = struct.unpack_from(">I", body, offset)
+        if length < 2 or offset + 4 + length > end:
+            raise ProtocolError(f"invalid PDV item length {length}")
+        yield body[offset + 4], body[offset + 5], body[offset + 6 : offset + 4 + length]
+        offset += 4 + length
+
+
+def _uid(value: bytes) -> str:
+    return value.rstrip(b"\x00 ").decode("ascii", "replace")
+
+
+def parse_command(data: bytes) -> Command:
+    """Read a command set (Implicit VR Little Endian, group 0000)."""
+    values: dict[int, bytes] = {}
+    offset = 0
+    while offset + 8 <= len(data):
+        group, element, length = struct.unpack_from("<HHI", data, offset)
+        offset += 8
+        if offset + length > len(data):
+            raise ProtocolError("truncated command set")
+        values[(group << 16) | element] = data[offset : offset + length]
+        offset += length
+    try:
+        command_field = struct.unpack("<H", values[_COMMAND_FIELD][:2])[0]
+        message_id = struct.unpack("<H", values[_MESSAGE_ID][:2])[0]
+    except (KeyError, struct.error):
+        raise ProtocolError("command set without Command Field or Message ID") from None
+    data_set_type = values.get(_DATA_SET_TYPE, b"\x01\x01")
+    return Command(
+        command_field=command_field,
+        message_id=message_id,
+        sop_class_uid=_uid(values.get(_AFFECTED_SOP_CLASS, b"")),
+        sop_instance_uid=_uid(values.get(_AFFECTED_SOP_INSTANCE, b"")),
+        has_data_set=struct.unpack("<H", data_set_type[:2])[0] != NO_DATA_SET,
+    )
+
+
+def _element(group: int, element: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", group, element, len(value)) + value
+
+
+def _text(value: str, padding: bytes) -> bytes:
+    raw = value.encode("ascii", "replace")
+    return raw + padding if len(raw) % 2 else raw
+
+
+def response(request: Command, command_field: int, status: int, error_comment: str = "") -> bytes:
+    """The command set answering a request: C-STORE-RSP or C-ECHO-RSP."""
+    body = _element(0x0000, 0x0002, _text(request.sop_class_uid, b"\x00"))
+    body += _element(0x0000, 0x0100, struct.pack("<H", command_field))
+    body += _element(0x0000, 0x0120, struct.pack("<H", request.message_id))
+    body += _element(0x0000, 0x0800, struct.pack("<H", NO_DATA_SET))
+    body += _element(0x0000, 0x0900, struct.pack("<H", status))
+    if error_comment:
+        body += _element(0x0000, 0x0902, _text(error_comment[:64], b" "))
+    if command_field == C_STORE_RSP:
+        body += _element(0x0000, 0x1000, _text(request.sop_instance_uid, b"\x00"))
+    return _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
