@@ -10,7 +10,6 @@ from pynetdicom import (
     ALL_TRANSFER_SYNTAXES,
     AllStoragePresentationContexts,
     _config,
-    build_context,
 )
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
@@ -103,6 +102,7 @@ class DimseServer:
         if dimse.fast_store:
             server.fast_path = StorageAcceptor(self.settings, self.handlers.store_service)
         self._server = server
+        self.ae._servers.append(server)  # so that AE.shutdown() stops it, as start_server does
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.2},
@@ -113,13 +113,7 @@ class DimseServer:
         log.info("DICOM listener %s on %s:%d", dimse.ae_title, dimse.host, self.port)
 
     def stop(self) -> None:
-        """Stop accepting, abort open associations, and wait for the listener."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        """Stop accepting, close the listener and open associations, wait for the thread."""
         self.ae.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=10)
-
-
-__all__ = ["DimseServer", "build_ae", "build_context"]
