@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 
+from pacs.core.answer import Answer
 from pacs.core.group_commit import GroupCommitter
 from pacs.core.index.db import Database
 from pacs.core.index.sql_index import AddResult, PendingAdd, SqlIndex
@@ -65,6 +66,10 @@ class Archive:
 
     def find(self, query: Query) -> list[Dataset]:
         """Answers to a query, one Dataset per match with the requested return keys."""
+        return [answer.to_dataset() for answer in self.find_answers(query)]
+
+    def find_answers(self, query: Query) -> list[Answer]:
+        """Answers to a query as plain values (cheaper than Datasets for long lists)."""
         records, python_filters = self.index.find(query)
         return build_answers(self.index, query, records, python_filters)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -9,12 +10,15 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 
+from pacs.core.answer import Answer
 from pacs.core.dicom_header import parse_stored_header
 from pacs.core.index.sql_index import Record, SqlIndex
 from pacs.core.model import COMPUTED, INDEXED, UNIQUE_KEY, Level, level_of
 from pacs.core.query import Query, value_matches
 
 log = logging.getLogger(__name__)
+
+_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC"})
 
 
 def _needs_header(query: Query, python_filters: dict[str, str]) -> bool:
@@ -78,30 +82,42 @@ def filter_records(
     return _apply_python_filters(query, records, python_filters, headers)
 
 
-def _set(ds: Dataset, keyword: str, value: Any) -> None:
+@functools.lru_cache(maxsize=4096)
+def _tag_and_vr(keyword: str) -> tuple[int, str] | None:
     tag = tag_for_keyword(keyword)
     if tag is None:
+        return None
+    return int(tag), str(dictionary_VR(tag))
+
+
+def _set(answer: Answer, keyword: str, value: Any) -> None:
+    """Add an element from an index value (already valid: no pydicom conversion needed)."""
+    entry = _tag_and_vr(keyword)
+    if entry is None:
         return
-    vr = dictionary_VR(tag)
+    tag, vr = entry
     if value in ("", None, []):
         value = None
-    elif vr == "IS" and isinstance(value, int | float):
+    elif vr == "IS":
         value = str(int(value))
-    ds.add_new(tag, vr, value)
+    elif isinstance(value, str):
+        answer.non_ascii |= not value.isascii()
+    answer.set(tag, vr, value)
 
 
-def _has_non_ascii(ds: Dataset) -> bool:
-    for element in ds:
-        text_vr = element.VR in ("PN", "LO", "SH", "ST", "LT", "UT", "UC")
-        if text_vr and element.value and not str(element.value).isascii():
-            return True
-    return False
+def _copy_from_header(answer: Answer, keyword: str, header: Dataset) -> None:
+    try:
+        element = header[keyword]
+        answer.set(int(element.tag), str(element.VR), element)
+        answer.non_ascii |= element.VR in _TEXT_VRS and not str(element.value).isascii()
+    except Exception:  # an undecodable stored value: answer it empty
+        _set(answer, keyword, None)
 
 
 def build_answers(
     index: SqlIndex, query: Query, records: list[Record], python_filters: dict[str, str]
-) -> list[Dataset]:
-    """Apply the Python-side filters, then build one Dataset per match with the return keys."""
+) -> list[Answer]:
+    """Apply the Python-side filters, then build one Answer per match with the return keys."""
     headers: dict[int, Dataset] = {}
     if records and _needs_header(query, python_filters):
         headers = _header_datasets(index, query.level, records)
@@ -117,34 +133,31 @@ def build_answers(
     if "SOPClassesInStudy" in wanted_computed:
         sop_classes = index.sop_classes_in_studies(sorted({r.pks[Level.STUDY] for r in records}))
     keys = list(query.return_keys)
-    for level in Level:
-        if level <= query.level and UNIQUE_KEY[level] not in keys and level == query.level:
-            keys.append(UNIQUE_KEY[level])
+    if UNIQUE_KEY[query.level] not in keys:
+        keys.append(UNIQUE_KEY[query.level])
     answers = []
     for record in records:
-        ds = Dataset()
+        answer = Answer()
         header = headers.get(record.pks[query.level])
         for keyword in keys:
-            key_level = level_of(keyword)
-            if key_level > query.level:
-                _set(ds, keyword, None)
+            if level_of(keyword) > query.level:
+                _set(answer, keyword, None)
             elif keyword in INDEXED:
-                _set(ds, keyword, record.values.get(keyword))
+                _set(answer, keyword, record.values.get(keyword))
             elif keyword == "SOPClassesInStudy":
-                _set(ds, keyword, sop_classes.get(record.pks[Level.STUDY]))
+                _set(answer, keyword, sop_classes.get(record.pks[Level.STUDY]))
             elif keyword in COMPUTED:
                 level = COMPUTED[keyword][0]
                 values = computed.get(level, {}).get(record.pks[level], {})
-                _set(ds, keyword, values.get(keyword, 0 if keyword.startswith("Number") else None))
+                _set(
+                    answer,
+                    keyword,
+                    values.get(keyword, 0 if keyword.startswith("Number") else None),
+                )
             elif header is not None and keyword in header:
-                try:
-                    ds[header[keyword].tag] = header[keyword]
-                except Exception:
-                    _set(ds, keyword, None)
+                _copy_from_header(answer, keyword, header)
             else:
-                _set(ds, keyword, None)
-        ds.QueryRetrieveLevel = query.level.name
-        if _has_non_ascii(ds):
-            ds.SpecificCharacterSet = "ISO_IR 192"
-        answers.append(ds)
+                _set(answer, keyword, None)
+        _set(answer, "QueryRetrieveLevel", query.level.name)
+        answers.append(answer)
     return answers

@@ -9,16 +9,15 @@ from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
 from pynetdicom import evt
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
 
 from pacs.core.archive import Archive
-from pacs.core.errors import InvalidQuery, PacsError
-from pacs.core.model import Level, StoredInstance
-from pacs.core.query import Query, query_from_identifier
+from pacs.core.errors import InvalidQuery
+from pacs.core.model import StoredInstance
 from pacs.dimse import status
+from pacs.dimse.find_service import FindService, query_for
 from pacs.dimse.store_service import AssociationStats, StoreService
 from pacs.dimse.transport import set_nodelay
 from pacs.settings import Settings
@@ -28,19 +27,6 @@ log = logging.getLogger("pacs.dimse")
 _UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
 _MAX_CONTEXTS = 128
 
-# Which levels each Query/Retrieve information model allows (PS3.4 C.6).
-_PATIENT_ROOT = "1.2.840.10008.5.1.4.1.2.1"
-_STUDY_ROOT = "1.2.840.10008.5.1.4.1.2.2"
-_PATIENT_STUDY_ONLY = "1.2.840.10008.5.1.4.1.2.3"
-
-
-def _allowed_levels(sop_class: str) -> set[Level]:
-    if sop_class.startswith(_STUDY_ROOT + "."):
-        return {Level.STUDY, Level.SERIES, Level.IMAGE}
-    if sop_class.startswith(_PATIENT_STUDY_ONLY + "."):
-        return {Level.PATIENT, Level.STUDY}
-    return set(Level)
-
 
 class DimseHandlers:
     """Binds pynetdicom events to the Archive; each handler logs and never raises."""
@@ -49,6 +35,7 @@ class DimseHandlers:
         self.archive = archive
         self.settings = settings
         self.store_service = StoreService(archive)
+        self.find_service = FindService(archive, settings)
         self._stats: dict[int, AssociationStats] = {}
         self._lock = threading.Lock()
 
@@ -131,58 +118,35 @@ class DimseHandlers:
 
     # --- C-FIND ---------------------------------------------------------------------------
 
-    def _query(self, event: Event) -> Query:
-        sop_class = str(event.request.AffectedSOPClassUID)
+    def _identifier(self, event: Event) -> Dataset:
         try:
-            identifier = event.identifier
+            identifier: Dataset = event.identifier
         except Exception as exc:
             raise InvalidQuery(f"cannot decode the identifier: {exc}") from None
-        query = query_from_identifier(identifier)
-        if query.level not in _allowed_levels(sop_class):
-            raise InvalidQuery(f"level {query.level.name} is not part of {UID(sop_class).name}")
-        return query
+        return identifier
 
     def on_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
         stats = self._stats_for(event)
-        stats.finds += 1
         try:
-            query = self._query(event)
-            limit = self.settings.dimse.max_find_results
-            if limit:
-                query = Query(
-                    level=query.level,
-                    filters=query.filters,
-                    return_keys=query.return_keys,
-                    kinds=query.kinds,
-                    limit=limit,
-                )
-            answers = self.archive.find(query)
+            answers = self.find_service.find(
+                self._identifier(event), str(event.request.AffectedSOPClassUID), stats
+            )
         except Exception as exc:
             yield self._query_failure("C-FIND", stats, exc), None
             return
-        log.info(
-            "C-FIND %s from %s: %d match(es)", query.level.name, stats.calling_ae, len(answers)
-        )
         for answer in answers:
             if event.is_cancelled:
                 yield status.CANCEL, None
                 return
-            if "RetrieveAETitle" in query.return_keys:
-                answer.RetrieveAETitle = self.settings.dimse.ae_title
-            yield status.PENDING, answer
+            yield status.PENDING, answer.to_dataset()
 
     def _query_failure(self, service: str, stats: AssociationStats, error: Exception) -> int:
-        code = status.query_status(error)
-        if isinstance(error, PacsError):
-            log.warning("%s from %s refused (0x%04X): %s", service, stats.calling_ae, code, error)
-        else:
-            log.exception("%s from %s failed (0x%04X)", service, stats.calling_ae, code)
-        return code
+        return self.find_service.failure(service, stats, error)
 
     # --- C-MOVE and C-GET ------------------------------------------------------------------
 
     def _instances(self, event: Event) -> list[StoredInstance]:
-        query = self._query(event)
+        query = query_for(self._identifier(event), str(event.request.AffectedSOPClassUID))
         if not query.filters:
             raise InvalidQuery("a retrieve needs at least one key value")
         return self.archive.instances_matching(query)

@@ -100,7 +100,9 @@ class DimseServer:
         )
         assert isinstance(server, ReusePortAssociationServer)
         if dimse.fast_store:
-            server.fast_path = StorageAcceptor(self.settings, self.handlers.store_service)
+            server.fast_path = StorageAcceptor(
+                self.settings, self.handlers.store_service, self.handlers.find_service
+            )
         self._server = server
         self.ae._servers.append(server)  # so that AE.shutdown() stops it, as start_server does
         self._thread = threading.Thread(

@@ -1,14 +1,16 @@
-"""A lean acceptor for storage associations: modalities pushing images (C-STORE, C-ECHO).
+"""A lean acceptor for the associations a PACS receives most: C-STORE, C-FIND and C-ECHO.
 
 pynetdicom runs two polling threads per association and hands every 16 KB PDU through
 queues; that caps a Python C-STORE SCP far below what the wire and disk allow. Most
-associations a PACS receives only store, so this module serves those itself: it peeks at
-the A-ASSOCIATE-RQ without consuming it and, when every proposed presentation context is
-Verification or storage (and no role selection asks for C-GET), negotiates with
-pynetdicom's PDU classes and then reads P-DATA with large ``recv_into`` calls, assembles
-the data set from its PDV fragments without copying, stores it through the same
-:class:`StoreService` as the pynetdicom handlers, and answers with a hand-built response.
-Any other association (queries, retrieves, C-GET) is left untouched for pynetdicom.
+associations a PACS receives only store or only query, so this module serves those
+itself: it peeks at the A-ASSOCIATE-RQ without consuming it and, when every proposed
+presentation context is Verification, storage or C-FIND (and no role selection asks for
+C-GET), negotiates with pynetdicom's PDU classes and then reads P-DATA with large
+``recv_into`` calls, assembles data sets from their PDV fragments without copying, stores
+through the same :class:`StoreService` and queries through the same :class:`FindService`
+as the pynetdicom handlers, and answers with hand-built responses (C-FIND answers are
+encoded straight from index values and packed into large PDUs). Any other association
+(C-MOVE, C-GET) is left untouched for pynetdicom.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from io import BytesIO
 from typing import Any
 
-from pydicom.uid import UID
+from pydicom.filereader import read_dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import ALL_TRANSFER_SYNTAXES, PYNETDICOM_IMPLEMENTATION_UID
 from pynetdicom.pdu import A_ASSOCIATE_AC as AssociateAcPdu
 from pynetdicom.pdu import A_ASSOCIATE_RQ as AssociateRqPdu
@@ -38,6 +42,7 @@ from pynetdicom.sop_class import uid_to_service_class
 
 from pacs.core.dicom_header import IMPLEMENTATION_VERSION_NAME, encode_file_meta
 from pacs.dimse import status, upper_layer
+from pacs.dimse.find_service import FIND_SOP_CLASSES, FindService
 from pacs.dimse.store_service import AssociationStats, StoreService
 from pacs.dimse.upper_layer import Command, ProtocolError
 from pacs.settings import Settings
@@ -48,23 +53,24 @@ _VERIFICATION = "1.2.840.10008.1.1"
 _MAX_RQ_BYTES = 1024 * 1024
 _CHUNK = 4 * 1024 * 1024
 _MAX_PDU_BYTES = 512 * 1024 * 1024
+_QUERY_SYNTAXES = [str(ImplicitVRLittleEndian), str(ExplicitVRLittleEndian)]
 
 
-def _is_storage(abstract_syntax: str) -> bool:
-    """Storage or Verification; unknown (private) SOP classes count as storage."""
-    if abstract_syntax == _VERIFICATION:
+def _is_served(abstract_syntax: str) -> bool:
+    """Verification, C-FIND or storage; unknown (private) SOP classes count as storage."""
+    if abstract_syntax == _VERIFICATION or abstract_syntax in FIND_SOP_CLASSES:
         return True
     service = uid_to_service_class(UID(abstract_syntax)).__name__
     return service in ("StorageServiceClass", "ServiceClass")
 
 
-def storage_only(request: A_ASSOCIATE) -> bool:
-    """Whether the association can only store and echo (so the fast path may serve it)."""
+def fast_path_serves(request: A_ASSOCIATE) -> bool:
+    """Whether the association only stores, finds and echoes (so the fast path may serve it)."""
     for item in request.user_information:
         if isinstance(item, SCP_SCU_RoleSelectionNegotiation):
             return False  # a C-GET requestor offering to be a Storage SCP
     contexts = request.presentation_context_definition_list
-    return bool(contexts) and all(_is_storage(str(cx.abstract_syntax)) for cx in contexts)
+    return bool(contexts) and all(_is_served(str(cx.abstract_syntax)) for cx in contexts)
 
 
 class PeerClosed(Exception):
@@ -98,14 +104,18 @@ class _Negotiated:
     """The accepted presentation contexts: id -> (abstract syntax, transfer syntax)."""
 
     contexts: dict[int, tuple[str, str]] = field(default_factory=dict)
+    peer_max_pdu: int = 0
 
 
 class StorageAcceptor:
     """Serves storage-only associations on an accepted socket; see the module docstring."""
 
-    def __init__(self, settings: Settings, store_service: StoreService) -> None:
+    def __init__(
+        self, settings: Settings, store_service: StoreService, find_service: FindService
+    ) -> None:
         self.settings = settings
         self.store_service = store_service
+        self.find_service = find_service
         self._active = 0
         self._lock = threading.Lock()
 
@@ -120,7 +130,7 @@ class StorageAcceptor:
         except OSError:
             raw_rq = None
         request = self._decode(raw_rq) if raw_rq is not None else None
-        if raw_rq is None or request is None or not storage_only(request):
+        if raw_rq is None or request is None or not fast_path_serves(request):
             sock.settimeout(previous_timeout)
             return False
         _read_exact(sock, len(raw_rq))  # consume what was peeked
@@ -188,7 +198,13 @@ class StorageAcceptor:
     def _accept(self, sock: socket.socket, request: A_ASSOCIATE) -> _Negotiated:
         proposed = request.presentation_context_definition_list
         supported = [
-            build_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES) for cx in proposed
+            build_context(
+                str(cx.abstract_syntax),
+                _QUERY_SYNTAXES
+                if str(cx.abstract_syntax) in FIND_SOP_CLASSES
+                else ALL_TRANSFER_SYNTAXES,
+            )
+            for cx in proposed
         ]
         results, _ = negotiate_as_acceptor(proposed, supported)
         answer = A_ASSOCIATE()
@@ -207,7 +223,7 @@ class StorageAcceptor:
         pdu = AssociateAcPdu()
         pdu.from_primitive(answer)
         sock.sendall(pdu.encode())
-        negotiated = _Negotiated()
+        negotiated = _Negotiated(peer_max_pdu=int(request.maximum_length_received or 0))
         for context in results:
             if context.result == 0 and context.context_id is not None:
                 negotiated.contexts[context.context_id] = (
@@ -266,6 +282,12 @@ class StorageAcceptor:
         stats: AssociationStats,
     ) -> None:
         """Run a complete request and send its response."""
+        writer = upper_layer.PduWriter(sock, negotiated.peer_max_pdu)
+        if command.command_field == upper_layer.C_CANCEL_RQ:
+            return  # the answers went out as one burst: nothing is left to cancel
+        if command.command_field == upper_layer.C_FIND_RQ and data is not None:
+            self._find(writer, context_id, command, b"".join(data), negotiated, stats)
+            return
         if command.command_field == upper_layer.C_ECHO_RQ:
             rsp = upper_layer.response(command, upper_layer.C_ECHO_RSP, status.SUCCESS)
         elif command.command_field == upper_layer.C_STORE_RQ and data is not None:
@@ -289,7 +311,40 @@ class StorageAcceptor:
             raise ProtocolError(
                 f"unsupported command 0x{command.command_field:04X} on a storage association"
             )
-        sock.sendall(upper_layer.p_data(context_id, rsp))
+        writer.add(context_id, True, rsp)
+        writer.flush()
+
+    def _find(
+        self,
+        writer: upper_layer.PduWriter,
+        context_id: int,
+        command: Command,
+        identifier_bytes: bytes,
+        negotiated: _Negotiated,
+        stats: AssociationStats,
+    ) -> None:
+        """Answer a C-FIND: every match as a pending response, then the final one."""
+        transfer_syntax = negotiated.contexts[context_id][1]
+        implicit = transfer_syntax == str(ImplicitVRLittleEndian)
+        try:
+            identifier = read_dataset(BytesIO(identifier_bytes), implicit, True)
+            answers = self.find_service.find(identifier, command.sop_class_uid, stats)
+        except Exception as exc:
+            code = self.find_service.failure("C-FIND", stats, exc)
+            comment = str(exc)[:64] or type(exc).__name__
+            failure = upper_layer.response(command, upper_layer.C_FIND_RSP, code, comment)
+            writer.add(context_id, True, failure)
+            writer.flush()
+            return
+        pending = upper_layer.response(
+            command, upper_layer.C_FIND_RSP, status.PENDING, has_data_set=True
+        )
+        for answer in answers:
+            writer.add(context_id, True, pending)
+            writer.add(context_id, False, answer.encode(implicit))
+            writer.end_message()
+        writer.add(context_id, True, upper_layer.response(command, upper_layer.C_FIND_RSP, 0))
+        writer.flush()
 
 
 def _read_exact(sock: socket.socket, size: int) -> bytearray:

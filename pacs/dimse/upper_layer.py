@@ -7,6 +7,7 @@ command sets, which are always Implicit VR Little Endian.
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +24,11 @@ C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
 C_ECHO_RQ = 0x0030
 C_ECHO_RSP = 0x8030
+C_FIND_RQ = 0x0020
+C_FIND_RSP = 0x8020
+C_CANCEL_RQ = 0x0FFF
 NO_DATA_SET = 0x0101
+DATA_SET_PRESENT = 0x0000
 
 _COMMAND_FIELD = 0x00000100
 _MESSAGE_ID = 0x00000110
@@ -31,6 +36,10 @@ _AFFECTED_SOP_CLASS = 0x00000002
 _AFFECTED_SOP_INSTANCE = 0x00001000
 _DATA_SET_TYPE = 0x00000800
 _MOVE_ORIGINATOR_AE = 0x00001030
+
+
+_DEFAULT_PDU = 1024 * 1024
+_SEND_BATCH = 256 * 1024
 
 
 class ProtocolError(Exception):
@@ -68,10 +77,61 @@ def associate_rj(result: int, source: int, reason: int) -> bytes:
     return pdu_header(A_ASSOCIATE_RJ, 4) + bytes((0, result, source, reason))
 
 
-def p_data(context_id: int, command: bytes) -> bytes:
-    """One P-DATA-TF holding a whole command set as its last fragment."""
-    item = struct.pack(">IBB", len(command) + 2, context_id, 0x03) + command
-    return pdu_header(P_DATA_TF, len(item)) + item
+class PduWriter:
+    """Packs messages into P-DATA-TF PDUs no larger than the peer accepts, and sends many
+    PDUs per system call, so a long list of C-FIND answers goes out in a few large sends.
+
+    Each message (a command and its data set) ends its PDU: some toolkits (pynetdicom)
+    read only one message from a P-DATA-TF and drop what follows in the same PDU.
+    """
+
+    def __init__(self, sock: socket.socket, peer_max_pdu: int) -> None:
+        self.sock = sock
+        self.limit = min(peer_max_pdu, _DEFAULT_PDU) if peer_max_pdu else _DEFAULT_PDU
+        self._pdu: list[bytes] = []
+        self._pdu_size = 0
+        self._out: list[bytes] = []
+        self._out_size = 0
+
+    def add(self, context_id: int, is_command: bool, payload: bytes) -> None:
+        """Queue one message part, split into PDVs and PDUs as needed (the last one flagged)."""
+        position = 0
+        while True:
+            room = self.limit - self._pdu_size - 6
+            if room <= 0:
+                self._close_pdu()
+                room = self.limit - 6
+            chunk = payload[position : position + room]
+            position += len(chunk)
+            last = position >= len(payload)
+            control = (0x01 if is_command else 0x00) | (0x02 if last else 0x00)
+            self._pdu.append(struct.pack(">IBB", len(chunk) + 2, context_id, control))
+            self._pdu.append(chunk)
+            self._pdu_size += 6 + len(chunk)
+            if last:
+                return
+
+    def end_message(self) -> None:
+        """The message is complete: close its PDU; send when enough has gathered."""
+        self._close_pdu()
+        if self._out_size >= _SEND_BATCH:
+            self.flush()
+
+    def _close_pdu(self) -> None:
+        if self._pdu_size:
+            self._out.append(pdu_header(P_DATA_TF, self._pdu_size))
+            self._out.extend(self._pdu)
+            self._out_size += 6 + self._pdu_size
+            self._pdu.clear()
+            self._pdu_size = 0
+
+    def flush(self) -> None:
+        """Send everything queued."""
+        self._close_pdu()
+        if self._out:
+            self.sock.sendall(b"".join(self._out))
+            self._out.clear()
+            self._out_size = 0
 
 
 def iter_pdvs(body: memoryview) -> Iterator[tuple[int, int, memoryview]]:
@@ -127,12 +187,19 @@ def _text(value: str, padding: bytes) -> bytes:
     return raw + padding if len(raw) % 2 else raw
 
 
-def response(request: Command, command_field: int, status: int, error_comment: str = "") -> bytes:
-    """The command set answering a request: C-STORE-RSP or C-ECHO-RSP."""
+def response(
+    request: Command,
+    command_field: int,
+    status: int,
+    error_comment: str = "",
+    has_data_set: bool = False,
+) -> bytes:
+    """The command set answering a request: C-STORE-RSP, C-ECHO-RSP or C-FIND-RSP."""
+    data_set_type = DATA_SET_PRESENT if has_data_set else NO_DATA_SET
     body = _element(0x0000, 0x0002, _text(request.sop_class_uid, b"\x00"))
     body += _element(0x0000, 0x0100, struct.pack("<H", command_field))
     body += _element(0x0000, 0x0120, struct.pack("<H", request.message_id))
-    body += _element(0x0000, 0x0800, struct.pack("<H", NO_DATA_SET))
+    body += _element(0x0000, 0x0800, struct.pack("<H", data_set_type))
     body += _element(0x0000, 0x0900, struct.pack("<H", status))
     if error_comment:
         body += _element(0x0000, 0x0902, _text(error_comment[:64], b" "))

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlparse
 from pacs.core.errors import ConfigError, OutOfResources
 
 Dialect = Literal["sqlite", "postgresql"]
+_MAX_IDLE = 16
 Row = tuple[Any, ...]
 
 
@@ -135,7 +136,7 @@ class Database:
             self.dialect = "postgresql"
         else:
             raise ConfigError(f"unsupported index URL {url!r} (sqlite:/// or postgresql://)")
-        self._local = threading.local()
+        self._idle: list[Connection] = []
         self._all: list[Connection] = []
         self._lock = threading.Lock()
 
@@ -150,13 +151,31 @@ class Database:
             self._all.append(conn)
         return conn
 
-    def local(self) -> Connection:
-        """This thread's connection, opened on first use."""
-        conn: Connection | None = getattr(self._local, "conn", None)
+    @contextmanager
+    def reader(self) -> Iterator[Connection]:
+        """Borrow a pooled connection for reads (associations come and go with their
+        threads, so connections are pooled rather than kept per thread)."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
         if conn is None:
             conn = self.connect()
-            self._local.conn = conn
-        return conn
+        try:
+            yield conn
+        except BaseException:
+            self._discard(conn)
+            raise
+        with self._lock:
+            if len(self._idle) < _MAX_IDLE:
+                self._idle.append(conn)
+                return
+        self._discard(conn)
+
+    def _discard(self, conn: Connection) -> None:
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        with contextlib.suppress(Exception):
+            conn.close()
 
     def close(self) -> None:
         """Close every connection this object opened."""
@@ -165,4 +184,4 @@ class Database:
                 with contextlib.suppress(Exception):  # closing during shutdown
                     conn.close()
             self._all.clear()
-        self._local = threading.local()
+            self._idle.clear()

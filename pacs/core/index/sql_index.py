@@ -288,17 +288,19 @@ class SqlIndex:
 
     # --- reads -----------------------------------------------------------------------------
 
-    def _conn(self) -> Connection:
-        return self.database.local()
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one read statement on a pooled connection."""
+        with self.database.reader() as conn:
+            return conn.execute(sql, params)
 
     def has_instance(self, sop_uid: str) -> bool:
         """Whether this SOP Instance UID is indexed."""
-        return bool(self._conn().execute("SELECT 1 FROM instances WHERE sop_uid = ?", (sop_uid,)))
+        return bool(self._read("SELECT 1 FROM instances WHERE sop_uid = ?", (sop_uid,)))
 
     def find(self, query: Query) -> tuple[list[Record], dict[str, str]]:
         """Records matching the indexed filters, and the filters left for Python matching."""
         compiled = compile_query(query)
-        rows = self._conn().execute(compiled.sql, compiled.params)
+        rows = self._read(compiled.sql, compiled.params)
         levels = [lv for lv in Level if lv <= query.level]
         attributes = selected_attributes(query.level)
         records = []
@@ -330,19 +332,18 @@ class SqlIndex:
         result: dict[int, bytes] = {}
         for chunk in _chunks(list(pks)):
             marks = ", ".join("?" * len(chunk))
-            for pk, header in self._conn().execute(sql.format(marks=marks), list(chunk)):
+            for pk, header in self._read(sql.format(marks=marks), list(chunk)):
                 result[int(pk)] = bytes(header)
         return result
 
     def counts(self, level: Level, pks: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Computed attributes (counts, modalities, SOP classes) for rows of a level."""
         result: dict[int, dict[str, Any]] = {pk: {} for pk in pks}
-        conn = self._conn()
         for chunk in _chunks(list(pks)):
             marks = ", ".join("?" * len(chunk))
             params = list(chunk)
             if level == Level.PATIENT:
-                for pk, studies, series, instances in conn.execute(
+                for pk, studies, series, instances in self._read(
                     "SELECT st.patient_pk, COUNT(DISTINCT st.pk), COUNT(DISTINCT se.pk), "
                     "COUNT(i.pk) FROM studies st LEFT JOIN series se ON se.study_pk = st.pk "
                     "LEFT JOIN instances i ON i.series_pk = se.pk "
@@ -356,7 +357,7 @@ class SqlIndex:
                     )
             elif level == Level.STUDY:
                 modalities: dict[int, set[str]] = {}
-                for pk, _series_pk, modality, instances in conn.execute(
+                for pk, _series_pk, modality, instances in self._read(
                     "SELECT se.study_pk, se.pk, se.modality, COUNT(i.pk) FROM series se "
                     "LEFT JOIN instances i ON i.series_pk = se.pk "
                     f"WHERE se.study_pk IN ({marks}) GROUP BY se.study_pk, se.pk, se.modality",
@@ -374,7 +375,7 @@ class SqlIndex:
                 for pk, values in modalities.items():
                     result[pk]["ModalitiesInStudy"] = sorted(values)
             elif level == Level.SERIES:
-                for pk, instances in conn.execute(
+                for pk, instances in self._read(
                     "SELECT series_pk, COUNT(*) FROM instances "
                     f"WHERE series_pk IN ({marks}) GROUP BY series_pk",
                     params,
@@ -387,7 +388,7 @@ class SqlIndex:
         result: dict[int, list[str]] = {}
         for chunk in _chunks(list(pks)):
             marks = ", ".join("?" * len(chunk))
-            for pk, sop_class in self._conn().execute(
+            for pk, sop_class in self._read(
                 "SELECT DISTINCT se.study_pk, i.sop_class_uid FROM instances i "
                 f"JOIN series se ON se.pk = i.series_pk WHERE se.study_pk IN ({marks})",
                 list(chunk),
@@ -402,7 +403,7 @@ class SqlIndex:
         result: list[StoredInstance] = []
         for chunk in _chunks(pk_list):
             marks = ", ".join("?" * len(chunk))
-            rows = self._conn().execute(
+            rows = self._read(
                 "SELECT i.sop_uid, i.sop_class_uid, se.series_uid, st.study_uid, "
                 "i.transfer_syntax, i.blob_key, i.size, i.sha256 FROM instances i "
                 "JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = se.study_pk "
@@ -415,7 +416,7 @@ class SqlIndex:
 
     def get_instance(self, sop_uid: str) -> StoredInstance:
         """Where one instance is stored."""
-        rows = self._conn().execute(
+        rows = self._read(
             "SELECT i.sop_uid, i.sop_class_uid, se.series_uid, st.study_uid, i.transfer_syntax, "
             "i.blob_key, i.size, i.sha256 FROM instances i "
             "JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = se.study_pk "
@@ -428,23 +429,20 @@ class SqlIndex:
 
     def blob_keys(self) -> Iterator[tuple[str, str, int, str]]:
         """(sop_uid, blob_key, size, sha256) of every instance."""
-        yield from self._conn().execute("SELECT sop_uid, blob_key, size, sha256 FROM instances")
+        yield from self._read("SELECT sop_uid, blob_key, size, sha256 FROM instances")
 
     def statistics(self) -> dict[str, int]:
         """How many patients, studies, series and instances, and their total size."""
-        conn = self._conn()
         counts = {
-            name: int(conn.execute(f"SELECT COUNT(*) FROM {name}")[0][0])
+            name: int(self._read(f"SELECT COUNT(*) FROM {name}")[0][0])
             for name in ("patients", "studies", "series", "instances")
         }
-        counts["total_size"] = int(
-            conn.execute("SELECT COALESCE(SUM(size), 0) FROM instances")[0][0]
-        )
+        counts["total_size"] = int(self._read("SELECT COALESCE(SUM(size), 0) FROM instances")[0][0])
         return counts
 
     def changes(self, since: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """The change feed after sequence number ``since``."""
-        rows = self._conn().execute(
+        rows = self._read(
             "SELECT seq, change_type, level, resource_uid, created_at FROM changes "
             "WHERE seq > ? ORDER BY seq LIMIT ?",
             (since, limit),
