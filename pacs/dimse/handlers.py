@@ -18,6 +18,7 @@ from pacs.core.errors import InvalidQuery
 from pacs.core.model import StoredInstance
 from pacs.dimse import status
 from pacs.dimse.find_service import FindService, query_for
+from pacs.dimse.store_sender import proposals
 from pacs.dimse.store_service import AssociationStats, StoreService
 from pacs.dimse.transport import set_nodelay
 from pacs.settings import Settings
@@ -235,19 +236,4 @@ class DimseHandlers:
 
 def storage_contexts(instances: list[StoredInstance]) -> list[Any]:
     """Presentation contexts to send these instances: each stored syntax, plus uncompressed."""
-    wanted: dict[tuple[str, tuple[str, ...]], None] = {}
-    for stored in instances:
-        if stored.transfer_syntax in _UNCOMPRESSED:
-            syntaxes: tuple[str, ...] = (
-                stored.transfer_syntax,
-                *tuple(ts for ts in _UNCOMPRESSED if ts != stored.transfer_syntax),
-            )
-        else:
-            syntaxes = (stored.transfer_syntax,)
-        wanted[(stored.sop_class_uid, syntaxes)] = None
-    contexts = [build_context(sop_class, list(syntaxes)) for sop_class, syntaxes in wanted]
-    if len(contexts) > _MAX_CONTEXTS:
-        log.warning(
-            "%d presentation contexts needed, only %d can be proposed", len(contexts), _MAX_CONTEXTS
-        )
-    return contexts[:_MAX_CONTEXTS]
+    return [build_context(sop_class, syntaxes) for sop_class, syntaxes in proposals(instances)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import struct
 import threading
@@ -42,23 +43,23 @@ from pynetdicom.sop_class import uid_to_service_class
 
 from pacs.core.dicom_header import IMPLEMENTATION_VERSION_NAME, encode_file_meta
 from pacs.dimse import status, upper_layer
-from pacs.dimse.find_service import FIND_SOP_CLASSES, FindService
+from pacs.dimse.find_service import FIND_SOP_CLASSES, MOVE_SOP_CLASSES, FindService
+from pacs.dimse.move_service import MoveService
 from pacs.dimse.store_service import AssociationStats, StoreService
-from pacs.dimse.upper_layer import Command, ProtocolError
+from pacs.dimse.upper_layer import Command, PeerClosed, ProtocolError, read_exact, read_pdu
 from pacs.settings import Settings
 
 log = logging.getLogger("pacs.dimse")
 
 _VERIFICATION = "1.2.840.10008.1.1"
 _MAX_RQ_BYTES = 1024 * 1024
-_CHUNK = 4 * 1024 * 1024
-_MAX_PDU_BYTES = 512 * 1024 * 1024
+_QUERY_RETRIEVE = FIND_SOP_CLASSES | MOVE_SOP_CLASSES
 _QUERY_SYNTAXES = [str(ImplicitVRLittleEndian), str(ExplicitVRLittleEndian)]
 
 
 def _is_served(abstract_syntax: str) -> bool:
     """Verification, C-FIND or storage; unknown (private) SOP classes count as storage."""
-    if abstract_syntax == _VERIFICATION or abstract_syntax in FIND_SOP_CLASSES:
+    if abstract_syntax == _VERIFICATION or abstract_syntax in _QUERY_RETRIEVE:
         return True
     service = uid_to_service_class(UID(abstract_syntax)).__name__
     return service in ("StorageServiceClass", "ServiceClass")
@@ -71,10 +72,6 @@ def fast_path_serves(request: A_ASSOCIATE) -> bool:
             return False  # a C-GET requestor offering to be a Storage SCP
     contexts = request.presentation_context_definition_list
     return bool(contexts) and all(_is_served(str(cx.abstract_syntax)) for cx in contexts)
-
-
-class PeerClosed(Exception):
-    """The peer closed the connection."""
 
 
 def _peek(sock: socket.socket, size: int, deadline: float) -> bytes:
@@ -111,11 +108,16 @@ class StorageAcceptor:
     """Serves storage-only associations on an accepted socket; see the module docstring."""
 
     def __init__(
-        self, settings: Settings, store_service: StoreService, find_service: FindService
+        self,
+        settings: Settings,
+        store_service: StoreService,
+        find_service: FindService,
+        move_service: MoveService,
     ) -> None:
         self.settings = settings
         self.store_service = store_service
         self.find_service = find_service
+        self.move_service = move_service
         self._active = 0
         self._lock = threading.Lock()
 
@@ -133,7 +135,7 @@ class StorageAcceptor:
         if raw_rq is None or request is None or not fast_path_serves(request):
             sock.settimeout(previous_timeout)
             return False
-        _read_exact(sock, len(raw_rq))  # consume what was peeked
+        read_exact(sock, len(raw_rq))  # consume what was peeked
         host, port = address[0], address[1]
         stats = AssociationStats(str(request.calling_ae_title).strip(), f"{host}:{port}")
         if not self._admit(sock, request, stats):
@@ -201,7 +203,7 @@ class StorageAcceptor:
             build_context(
                 str(cx.abstract_syntax),
                 _QUERY_SYNTAXES
-                if str(cx.abstract_syntax) in FIND_SOP_CLASSES
+                if str(cx.abstract_syntax) in _QUERY_RETRIEVE
                 else ALL_TRANSFER_SYNTAXES,
             )
             for cx in proposed
@@ -241,7 +243,7 @@ class StorageAcceptor:
         command: Command | None = None
         command_context = 0
         while True:
-            pdu_type, body = _read_pdu(sock)
+            pdu_type, body = read_pdu(sock)
             if pdu_type == upper_layer.A_RELEASE_RQ:
                 sock.sendall(upper_layer.release_rp())
                 return "released"
@@ -288,6 +290,9 @@ class StorageAcceptor:
         if command.command_field == upper_layer.C_FIND_RQ and data is not None:
             self._find(writer, context_id, command, b"".join(data), negotiated, stats)
             return
+        if command.command_field == upper_layer.C_MOVE_RQ and data is not None:
+            self._move(sock, writer, context_id, command, b"".join(data), negotiated, stats)
+            return
         if command.command_field == upper_layer.C_ECHO_RQ:
             rsp = upper_layer.response(command, upper_layer.C_ECHO_RSP, status.SUCCESS)
         elif command.command_field == upper_layer.C_STORE_RQ and data is not None:
@@ -313,6 +318,36 @@ class StorageAcceptor:
             )
         writer.add(context_id, True, rsp)
         writer.flush()
+
+    def _move(
+        self,
+        sock: socket.socket,
+        writer: upper_layer.PduWriter,
+        context_id: int,
+        command: Command,
+        identifier_bytes: bytes,
+        negotiated: _Negotiated,
+        stats: AssociationStats,
+    ) -> None:
+        """Answer a C-MOVE: sub-operations to the destination, pending and final responses."""
+        implicit = negotiated.contexts[context_id][1] == str(ImplicitVRLittleEndian)
+        try:
+            identifier = read_dataset(BytesIO(identifier_bytes), implicit, True)
+        except Exception as exc:
+            code = self.find_service.failure("C-MOVE", stats, exc)
+            failure = upper_layer.move_response(command, code, None, error_comment=str(exc))
+            writer.add(context_id, True, failure)
+            writer.flush()
+            return
+        self.move_service.move(
+            writer,
+            context_id,
+            command,
+            identifier,
+            implicit,
+            stats,
+            lambda: _cancel_requested(sock),
+        )
 
     def _find(
         self,
@@ -347,36 +382,22 @@ class StorageAcceptor:
         writer.flush()
 
 
-def _read_exact(sock: socket.socket, size: int) -> bytearray:
-    """Exactly ``size`` bytes, read into one buffer with ``recv_into``."""
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    received = 0
-    while received < size:
-        count = sock.recv_into(view[received:], size - received)
-        if count == 0:
-            raise PeerClosed()
-        received += count
-    return buffer
-
-
-def _read_pdu(sock: socket.socket) -> tuple[int, bytes | bytearray]:
-    """One PDU: its type and body. Large bodies are read in chunks, never allocated up front
-    from a length the peer declared (a hostile peer cannot make us reserve gigabytes)."""
-    header = _read_exact(sock, 6)
-    pdu_type = header[0]
-    (length,) = struct.unpack(">I", header[2:6])
-    if length > _MAX_PDU_BYTES:
-        raise ProtocolError(f"PDU of {length} bytes exceeds {_MAX_PDU_BYTES}")
-    if length <= _CHUNK:
-        return pdu_type, _read_exact(sock, length)
-    chunks = []
-    remaining = length
-    while remaining:
-        chunk = _read_exact(sock, min(remaining, _CHUNK))
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return pdu_type, b"".join(chunks)
+def _cancel_requested(sock: socket.socket) -> bool:
+    """Whether the peer sent C-CANCEL-RQ (checked between C-MOVE sub-operations)."""
+    ready, _, _ = select.select([sock], [], [], 0)
+    if not ready:
+        return False
+    pdu_type, body = read_pdu(sock)
+    if pdu_type == upper_layer.A_ABORT:
+        raise PeerClosed()
+    if pdu_type != upper_layer.P_DATA_TF:
+        raise ProtocolError(f"unexpected PDU type 0x{pdu_type:02X} during a C-MOVE")
+    for _, control, fragment in upper_layer.iter_pdvs(memoryview(body)):
+        if control & 0x01 and upper_layer.parse_command(bytes(fragment)).command_field == (
+            upper_layer.C_CANCEL_RQ
+        ):
+            return True
+    raise ProtocolError("only C-CANCEL-RQ may arrive during a C-MOVE")
 
 
 def _send_quietly(sock: socket.socket, data: bytes) -> None:

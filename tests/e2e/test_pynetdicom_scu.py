@@ -145,7 +145,8 @@ def test_c_move_study(node: Node) -> None:
     assert final.NumberOfCompletedSuboperations == 4
     assert final.NumberOfFailedSuboperations == 0
     assert final.NumberOfWarningSuboperations == 0
-    assert [p.NumberOfRemainingSuboperations for p in pending] == [3, 2, 1, 0]
+    remaining = [p.NumberOfRemainingSuboperations for p in pending]
+    assert remaining in ([3, 2, 1], [3, 2, 1, 0])  # a last pending with 0 is optional
     received = {uid: node.receiver.received.get(uid) for uid in study.datasets}
     assert all(ds is not None for ds in received.values()), "not every instance arrived"
     for uid, sent in study.datasets.items():
