@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -55,15 +56,11 @@ def _postgres_available() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def postgres_available() -> bool:
-    return _postgres_available()
-
-
-@pytest.fixture
-def postgres_url(postgres_available: bool) -> Iterator[str]:
-    """A PostgreSQL URL whose connections use a fresh schema, dropped afterwards."""
-    if not postgres_available:
+@contextlib.contextmanager
+def fresh_postgres_schema() -> Iterator[str]:
+    """A PostgreSQL URL whose connections use a fresh schema, dropped afterwards; skips
+    the test where no server answers."""
+    if not _postgres_available():
         pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
     import psycopg
 
@@ -75,6 +72,13 @@ def postgres_url(postgres_available: bool) -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL on a fresh schema (see :func:`fresh_postgres_schema`)."""
+    with fresh_postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -408,11 +408,17 @@ def blob_of(data_dir: Path, sop_uid: str) -> Path:
 
 @contextlib.contextmanager
 def serve(
-    factory: pytest.TempPathFactory, name: str, extra_config: str = "", dimse_options: str = ""
+    factory: pytest.TempPathFactory,
+    name: str,
+    extra_config: str = "",
+    dimse_options: str = "",
+    index_url: str = "",
 ) -> Iterator[RunningServer]:
     """A ``pacs serve`` process in a fresh temporary folder, stopped afterwards."""
     folder = factory.mktemp(name)
-    running = start_server(folder, extra_config, name=name, dimse_options=dimse_options)
+    running = start_server(
+        folder, extra_config, index_url=index_url, name=name, dimse_options=dimse_options
+    )
     try:
         yield running
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, fresh_postgres_schema
 from tests.e2e.helpers import (
     PATIENT_ROOT_FIND,
     STUDY_ROOT_FIND,
@@ -42,12 +43,24 @@ class Node:
     receiver: Receiver
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    """A server whose [[modalities]] lists a pynetdicom storage SCP, which is running."""
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def node(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Node]:
+    """A server whose [[modalities]] lists a pynetdicom storage SCP, which is running; once
+    on the SQLite index and once on PostgreSQL."""
     receiver = Receiver(MOVE_AE)
     extra = modality_config("movedest", MOVE_AE, receiver.port)
-    with serve(tmp_path_factory, "pynetdicom", extra) as server, receiver.running():
+    with contextlib.ExitStack() as stack:
+        index_url = ""
+        if request.param == "postgresql":
+            index_url = stack.enter_context(fresh_postgres_schema())
+        server = stack.enter_context(
+            serve(tmp_path_factory, f"pynetdicom-{request.param}", extra, index_url=index_url)
+        )
+        stack.enter_context(receiver.running())
         yield Node(server, receiver)
 
 
