@@ -26,7 +26,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from pacs.core.archive import Archive
 from pacs.dimse.handlers import DimseHandlers
-from pacs.dimse.move_service import MoveService
+from pacs.dimse.retrieve_service import RetrieveService
 from pacs.dimse.store_acceptor import StorageAcceptor
 from pacs.dimse.transport import ReusePortAssociationServer
 from pacs.settings import Settings
@@ -105,7 +105,7 @@ class DimseServer:
                 self.settings,
                 self.handlers.store_service,
                 self.handlers.find_service,
-                MoveService(self.handlers.archive, self.settings),
+                RetrieveService(self.handlers.archive, self.settings),
             )
         self._server = server
         self.ae._servers.append(server)  # so that AE.shutdown() stops it, as start_server does

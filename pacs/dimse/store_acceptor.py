@@ -43,8 +43,14 @@ from pynetdicom.sop_class import uid_to_service_class
 
 from pacs.core.dicom_header import IMPLEMENTATION_VERSION_NAME, encode_file_meta
 from pacs.dimse import status, upper_layer
-from pacs.dimse.find_service import FIND_SOP_CLASSES, MOVE_SOP_CLASSES, FindService
-from pacs.dimse.move_service import MoveService
+from pacs.dimse.find_service import (
+    FIND_SOP_CLASSES,
+    GET_SOP_CLASSES,
+    MOVE_SOP_CLASSES,
+    FindService,
+)
+from pacs.dimse.retrieve_service import RetrieveService
+from pacs.dimse.store_sender import StoreChannel
 from pacs.dimse.store_service import AssociationStats, StoreService
 from pacs.dimse.upper_layer import Command, PeerClosed, ProtocolError, read_exact, read_pdu
 from pacs.settings import Settings
@@ -53,7 +59,8 @@ log = logging.getLogger("pacs.dimse")
 
 _VERIFICATION = "1.2.840.10008.1.1"
 _MAX_RQ_BYTES = 1024 * 1024
-_QUERY_RETRIEVE = FIND_SOP_CLASSES | MOVE_SOP_CLASSES
+_ALL_SYNTAXES = frozenset(ALL_TRANSFER_SYNTAXES)
+_QUERY_RETRIEVE = FIND_SOP_CLASSES | MOVE_SOP_CLASSES | GET_SOP_CLASSES
 _QUERY_SYNTAXES = [str(ImplicitVRLittleEndian), str(ExplicitVRLittleEndian)]
 
 
@@ -66,10 +73,7 @@ def _is_served(abstract_syntax: str) -> bool:
 
 
 def fast_path_serves(request: A_ASSOCIATE) -> bool:
-    """Whether the association only stores, finds and echoes (so the fast path may serve it)."""
-    for item in request.user_information:
-        if isinstance(item, SCP_SCU_RoleSelectionNegotiation):
-            return False  # a C-GET requestor offering to be a Storage SCP
+    """Whether every proposed context is one the fast path serves (echo, store, Q/R)."""
     contexts = request.presentation_context_definition_list
     return bool(contexts) and all(_is_served(str(cx.abstract_syntax)) for cx in contexts)
 
@@ -101,6 +105,7 @@ class _Negotiated:
     """The accepted presentation contexts: id -> (abstract syntax, transfer syntax)."""
 
     contexts: dict[int, tuple[str, str]] = field(default_factory=dict)
+    store_contexts: dict[tuple[str, str], int] = field(default_factory=dict)
     peer_max_pdu: int = 0
 
 
@@ -112,12 +117,12 @@ class StorageAcceptor:
         settings: Settings,
         store_service: StoreService,
         find_service: FindService,
-        move_service: MoveService,
+        retrieve_service: RetrieveService,
     ) -> None:
         self.settings = settings
         self.store_service = store_service
         self.find_service = find_service
-        self.move_service = move_service
+        self.retrieve_service = retrieve_service
         self._active = 0
         self._lock = threading.Lock()
 
@@ -199,16 +204,29 @@ class StorageAcceptor:
 
     def _accept(self, sock: socket.socket, request: A_ASSOCIATE) -> _Negotiated:
         proposed = request.presentation_context_definition_list
-        supported = [
-            build_context(
-                str(cx.abstract_syntax),
-                _QUERY_SYNTAXES
-                if str(cx.abstract_syntax) in _QUERY_RETRIEVE
-                else ALL_TRANSFER_SYNTAXES,
-            )
-            for cx in proposed
-        ]
-        results, _ = negotiate_as_acceptor(proposed, supported)
+        supported = []
+        wanted: dict[str, list[str]] = {}  # abstract syntax -> proposed syntaxes, in order
+        for cx in proposed:
+            syntaxes = wanted.setdefault(str(cx.abstract_syntax), [])
+            syntaxes.extend(str(ts) for ts in cx.transfer_syntax if str(ts) not in syntaxes)
+        for abstract_syntax, syntaxes in wanted.items():
+            if abstract_syntax in _QUERY_RETRIEVE:
+                supported.append(build_context(abstract_syntax, _QUERY_SYNTAXES))
+                continue
+            # Storage: take the requestor's preferred syntax (what a sender holds, what a
+            # C-GET receiver wants); we may also be the SCU of it, for C-GET sub-operations.
+            ours = [ts for ts in syntaxes if ts in _ALL_SYNTAXES] or [str(ExplicitVRLittleEndian)]
+            context = build_context(abstract_syntax, ours)
+            if abstract_syntax != _VERIFICATION:
+                context.scu_role = True
+                context.scp_role = True
+            supported.append(context)
+        roles = {
+            UID(item.sop_class_uid): (item.scu_role, item.scp_role)
+            for item in request.user_information
+            if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.sop_class_uid
+        }
+        results, role_replies = negotiate_as_acceptor(proposed, supported, roles)
         answer = A_ASSOCIATE()
         answer.application_context_name = request.application_context_name
         answer.calling_ae_title = request.calling_ae_title
@@ -221,17 +239,17 @@ class StorageAcceptor:
         implementation.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
         version = ImplementationVersionNameNotification()
         version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-        answer.user_information = [maximum, implementation, version]
+        answer.user_information = [maximum, implementation, version, *role_replies]
         pdu = AssociateAcPdu()
         pdu.from_primitive(answer)
         sock.sendall(pdu.encode())
         negotiated = _Negotiated(peer_max_pdu=int(request.maximum_length_received or 0))
         for context in results:
             if context.result == 0 and context.context_id is not None:
-                negotiated.contexts[context.context_id] = (
-                    str(context.abstract_syntax),
-                    str(context.transfer_syntax[0]),
-                )
+                key = (str(context.abstract_syntax), str(context.transfer_syntax[0]))
+                negotiated.contexts[context.context_id] = key
+                if context.as_scu:  # the requestor will store what we send (C-GET)
+                    negotiated.store_contexts[key] = context.context_id
         return negotiated
 
     # --- P-DATA ------------------------------------------------------------------------------
@@ -290,8 +308,8 @@ class StorageAcceptor:
         if command.command_field == upper_layer.C_FIND_RQ and data is not None:
             self._find(writer, context_id, command, b"".join(data), negotiated, stats)
             return
-        if command.command_field == upper_layer.C_MOVE_RQ and data is not None:
-            self._move(sock, writer, context_id, command, b"".join(data), negotiated, stats)
+        if command.command_field in (upper_layer.C_MOVE_RQ, upper_layer.C_GET_RQ) and data:
+            self._retrieve(sock, writer, context_id, command, b"".join(data), negotiated, stats)
             return
         if command.command_field == upper_layer.C_ECHO_RQ:
             rsp = upper_layer.response(command, upper_layer.C_ECHO_RSP, status.SUCCESS)
@@ -319,7 +337,7 @@ class StorageAcceptor:
         writer.add(context_id, True, rsp)
         writer.flush()
 
-    def _move(
+    def _retrieve(
         self,
         sock: socket.socket,
         writer: upper_layer.PduWriter,
@@ -329,24 +347,35 @@ class StorageAcceptor:
         negotiated: _Negotiated,
         stats: AssociationStats,
     ) -> None:
-        """Answer a C-MOVE: sub-operations to the destination, pending and final responses."""
+        """Answer a C-MOVE or C-GET: sub-operations, pending and final responses."""
         implicit = negotiated.contexts[context_id][1] == str(ImplicitVRLittleEndian)
+        is_get = command.command_field == upper_layer.C_GET_RQ
         try:
             identifier = read_dataset(BytesIO(identifier_bytes), implicit, True)
         except Exception as exc:
-            code = self.find_service.failure("C-MOVE", stats, exc)
-            failure = upper_layer.move_response(command, code, None, error_comment=str(exc))
+            code = self.find_service.failure("C-GET" if is_get else "C-MOVE", stats, exc)
+            field = upper_layer.C_GET_RSP if is_get else upper_layer.C_MOVE_RSP
+            failure = upper_layer.retrieve_response(
+                command, field, code, None, error_comment=str(exc)
+            )
             writer.add(context_id, True, failure)
             writer.flush()
             return
-        self.move_service.move(
-            writer,
-            context_id,
-            command,
-            identifier,
-            implicit,
-            stats,
-            lambda: _cancel_requested(sock),
+        cancel = _CancelWatch(sock)
+        if not is_get:
+            self.retrieve_service.move(
+                writer, context_id, command, identifier, implicit, stats, cancel.requested
+            )
+            return
+        channel = StoreChannel(
+            sock,
+            negotiated.store_contexts,
+            negotiated.peer_max_pdu,
+            stats.calling_ae,
+            on_other_command=cancel.seen,
+        )
+        self.retrieve_service.get(
+            writer, context_id, command, identifier, implicit, stats, channel, cancel.requested
         )
 
     def _find(
@@ -382,22 +411,35 @@ class StorageAcceptor:
         writer.flush()
 
 
-def _cancel_requested(sock: socket.socket) -> bool:
-    """Whether the peer sent C-CANCEL-RQ (checked between C-MOVE sub-operations)."""
-    ready, _, _ = select.select([sock], [], [], 0)
-    if not ready:
-        return False
-    pdu_type, body = read_pdu(sock)
-    if pdu_type == upper_layer.A_ABORT:
-        raise PeerClosed()
-    if pdu_type != upper_layer.P_DATA_TF:
-        raise ProtocolError(f"unexpected PDU type 0x{pdu_type:02X} during a C-MOVE")
-    for _, control, fragment in upper_layer.iter_pdvs(memoryview(body)):
-        if control & 0x01 and upper_layer.parse_command(bytes(fragment)).command_field == (
-            upper_layer.C_CANCEL_RQ
-        ):
+class _CancelWatch:
+    """Notices a C-CANCEL-RQ from the requestor during a C-MOVE or C-GET."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.cancelled = False
+
+    def seen(self, command: Command) -> None:
+        """A command read while waiting for something else (C-GET sub-operation replies)."""
+        if command.command_field != upper_layer.C_CANCEL_RQ:
+            raise ProtocolError(f"unexpected command 0x{command.command_field:04X}")
+        self.cancelled = True
+
+    def requested(self) -> bool:
+        """Whether the requestor cancelled (checked between sub-operations)."""
+        if self.cancelled:
             return True
-    raise ProtocolError("only C-CANCEL-RQ may arrive during a C-MOVE")
+        ready, _, _ = select.select([self.sock], [], [], 0)
+        if not ready:
+            return False
+        pdu_type, body = read_pdu(self.sock)
+        if pdu_type == upper_layer.A_ABORT:
+            raise PeerClosed()
+        if pdu_type != upper_layer.P_DATA_TF:
+            raise ProtocolError(f"unexpected PDU type 0x{pdu_type:02X} during a retrieve")
+        for _, control, fragment in upper_layer.iter_pdvs(memoryview(body)):
+            if control & 0x01:
+                self.seen(upper_layer.parse_command(bytes(fragment)))
+        return self.cancelled
 
 
 def _send_quietly(sock: socket.socket, data: bytes) -> None:

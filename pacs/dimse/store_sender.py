@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from pydicom import dcmread
@@ -74,68 +74,24 @@ def data_set_stream(handle: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
-class StoreSender:
-    """One association to a destination, over which instances are sent with C-STORE."""
+class StoreChannel:
+    """C-STORE requests over an established association: the requestor's own association
+    for C-GET, or one opened to a destination for C-MOVE."""
 
     def __init__(
-        self, calling_ae: str, called_ae: str, host: str, port: int, timeout: float
+        self,
+        sock: socket.socket,
+        accepted: dict[tuple[str, str], int],
+        peer_max_pdu: int,
+        peer: str,
+        on_other_command: Callable[[upper_layer.Command], None] | None = None,
     ) -> None:
-        self.calling_ae = calling_ae
-        self.called_ae = called_ae
-        self.address = (host, port)
-        self.timeout = timeout
-        self.sock: socket.socket | None = None
-        self.accepted: dict[tuple[str, str], int] = {}  # (SOP class, syntax) -> context id
-        self.peer_max_pdu = 0
+        self.sock = sock
+        self.accepted = accepted  # (SOP class, transfer syntax) -> presentation context id
+        self.peer_max_pdu = peer_max_pdu
+        self.peer = peer
+        self.on_other_command = on_other_command
         self._message_id = 0
-
-    def open(self, instances: list[StoredInstance]) -> None:
-        """Connect and negotiate contexts for these instances."""
-        request = A_ASSOCIATE()
-        request.application_context_name = _APPLICATION_CONTEXT
-        request.calling_ae_title = self.calling_ae
-        request.called_ae_title = self.called_ae
-        contexts = []
-        for number, (sop_class, syntaxes) in enumerate(proposals(instances)):
-            context = build_context(sop_class, syntaxes)
-            context.context_id = 2 * number + 1
-            contexts.append(context)
-        request.presentation_context_definition_list = contexts
-        maximum = MaximumLengthNotification()
-        maximum.maximum_length_received = 0
-        implementation = ImplementationClassUIDNotification()
-        implementation.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
-        version = ImplementationVersionNameNotification()
-        version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-        request.user_information = [maximum, implementation, version]
-        pdu = AssociateRqPdu()
-        pdu.from_primitive(request)
-        try:
-            self.sock = socket.create_connection(self.address, timeout=self.timeout)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sock.sendall(pdu.encode())
-            pdu_type, body = upper_layer.read_pdu(self.sock)
-        except OSError as exc:
-            self.close()
-            raise DestinationUnavailable(
-                f"cannot reach {self.called_ae} at {self.address[0]}:{self.address[1]}: {exc}"
-            ) from exc
-        if pdu_type != upper_layer.A_ASSOCIATE_AC:
-            self.close()
-            raise DestinationUnavailable(f"{self.called_ae} refused the association")
-        answer = AssociateAcPdu()
-        answer.decode(bytes(upper_layer.pdu_header(pdu_type, len(body)) + body))
-        accepted = answer.to_primitive()
-        self.peer_max_pdu = int(accepted.maximum_length_received or 0)
-        proposed = {cx.context_id: str(cx.abstract_syntax) for cx in contexts}
-        for result in accepted.presentation_context_definition_results_list:
-            if (
-                result.result == 0
-                and result.context_id is not None
-                and result.context_id in proposed
-            ):
-                syntax = str(result.transfer_syntax[0])
-                self.accepted[(proposed[result.context_id], syntax)] = result.context_id
 
     def _context_for(self, stored: StoredInstance) -> tuple[int, str] | None:
         exact = self.accepted.get((stored.sop_class_uid, stored.transfer_syntax))
@@ -152,16 +108,15 @@ class StoreSender:
         self,
         stored: StoredInstance,
         handle: BinaryIO,
-        originator_ae: str,
-        originator_message_id: int,
+        originator_ae: str = "",
+        originator_message_id: int = 0,
     ) -> int:
         """C-STORE one instance; its response status (raises on a lost association)."""
-        assert self.sock is not None
         choice = self._context_for(stored)
         if choice is None:
             log.warning(
                 "%s accepted no context for %s in %s",
-                self.called_ae,
+                self.peer,
                 stored.sop_uid,
                 stored.transfer_syntax,
             )
@@ -196,29 +151,112 @@ class StoreSender:
         return self._response_status()
 
     def _response_status(self) -> int:
-        assert self.sock is not None
         fragments: list[bytes] = []
         while True:
             pdu_type, body = upper_layer.read_pdu(self.sock)
             if pdu_type != upper_layer.P_DATA_TF:
                 raise ProtocolError(
-                    f"{self.called_ae} sent PDU 0x{pdu_type:02X} instead of a C-STORE response"
+                    f"{self.peer} sent PDU 0x{pdu_type:02X} instead of a C-STORE response"
                 )
             for _, control, fragment in upper_layer.iter_pdvs(memoryview(body)):
-                if control & 0x01:
-                    fragments.append(bytes(fragment))
-                    if control & 0x02:
-                        return upper_layer.parse_command(b"".join(fragments)).status
+                if not control & 0x01:
+                    raise ProtocolError(f"{self.peer} sent a data set instead of a response")
+                fragments.append(bytes(fragment))
+                if control & 0x02:
+                    command = upper_layer.parse_command(b"".join(fragments))
+                    fragments.clear()
+                    if command.command_field == upper_layer.C_STORE_RSP:
+                        return command.status
+                    if self.on_other_command is None:
+                        raise ProtocolError(
+                            f"{self.peer} sent command 0x{command.command_field:04X}"
+                        )
+                    self.on_other_command(command)
+
+
+class StoreSender:
+    """An association to a C-MOVE destination, over which instances are sent."""
+
+    def __init__(
+        self, calling_ae: str, called_ae: str, host: str, port: int, timeout: float
+    ) -> None:
+        self.calling_ae = calling_ae
+        self.called_ae = called_ae
+        self.address = (host, port)
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self.channel: StoreChannel | None = None
+
+    def open(self, instances: list[StoredInstance]) -> None:
+        """Connect and negotiate contexts for these instances."""
+        request = A_ASSOCIATE()
+        request.application_context_name = _APPLICATION_CONTEXT
+        request.calling_ae_title = self.calling_ae
+        request.called_ae_title = self.called_ae
+        contexts = []
+        for number, (sop_class, syntaxes) in enumerate(proposals(instances)):
+            context = build_context(sop_class, syntaxes)
+            context.context_id = 2 * number + 1
+            contexts.append(context)
+        request.presentation_context_definition_list = contexts
+        maximum = MaximumLengthNotification()
+        maximum.maximum_length_received = 0
+        implementation = ImplementationClassUIDNotification()
+        implementation.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+        version = ImplementationVersionNameNotification()
+        version.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+        request.user_information = [maximum, implementation, version]
+        pdu = AssociateRqPdu()
+        pdu.from_primitive(request)
+        try:
+            self.sock = socket.create_connection(self.address, timeout=self.timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock.sendall(pdu.encode())
+            pdu_type, body = upper_layer.read_pdu(self.sock)
+        except (OSError, upper_layer.PeerClosed, ProtocolError) as exc:
+            self.close()
+            raise DestinationUnavailable(
+                f"cannot reach {self.called_ae} at {self.address[0]}:{self.address[1]}: {exc}"
+            ) from exc
+        if pdu_type != upper_layer.A_ASSOCIATE_AC:
+            self.close()
+            raise DestinationUnavailable(f"{self.called_ae} refused the association")
+        answer = AssociateAcPdu()
+        answer.decode(bytes(upper_layer.pdu_header(pdu_type, len(body)) + body))
+        accepted_primitive = answer.to_primitive()
+        proposed = {cx.context_id: str(cx.abstract_syntax) for cx in contexts}
+        accepted: dict[tuple[str, str], int] = {}
+        for result in accepted_primitive.presentation_context_definition_results_list:
+            context_id = result.context_id
+            if result.result == 0 and context_id is not None and context_id in proposed:
+                accepted[(proposed[context_id], str(result.transfer_syntax[0]))] = context_id
+        self.channel = StoreChannel(
+            self.sock,
+            accepted,
+            int(accepted_primitive.maximum_length_received or 0),
+            self.called_ae,
+        )
+
+    def send(
+        self,
+        stored: StoredInstance,
+        handle: BinaryIO,
+        originator_ae: str,
+        originator_message_id: int,
+    ) -> int:
+        """C-STORE one instance as a C-MOVE sub-operation; its response status."""
+        assert self.channel is not None
+        return self.channel.send(stored, handle, originator_ae, originator_message_id)
 
     def close(self) -> None:
         """Release the association (or just close when it never opened)."""
         if self.sock is None:
             return
         try:
-            if self.accepted:
+            if self.channel is not None:
                 self.sock.sendall(upper_layer.release_rq())
                 upper_layer.read_pdu(self.sock)
-        except (OSError, ProtocolError):
+        except (OSError, ProtocolError, upper_layer.PeerClosed):
             pass
         finally:
             self.sock.close()

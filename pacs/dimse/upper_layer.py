@@ -29,6 +29,8 @@ C_FIND_RSP = 0x8020
 C_CANCEL_RQ = 0x0FFF
 C_MOVE_RQ = 0x0021
 C_MOVE_RSP = 0x8021
+C_GET_RQ = 0x0010
+C_GET_RSP = 0x8010
 NO_DATA_SET = 0x0101
 DATA_SET_PRESENT = 0x0000
 
@@ -225,17 +227,18 @@ def store_request(
     return _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
 
 
-def move_response(
+def retrieve_response(
     request: Command,
+    command_field: int,
     status: int,
     counts: tuple[int, int, int, int] | None,
     has_data_set: bool = False,
     error_comment: str = "",
 ) -> bytes:
-    """A C-MOVE-RSP; ``counts`` are (remaining, completed, failed, warning) sub-operations."""
+    """A C-MOVE-RSP or C-GET-RSP; ``counts`` are (remaining, completed, failed, warning)."""
     data_set_type = DATA_SET_PRESENT if has_data_set else NO_DATA_SET
     body = _element(0x0000, 0x0002, _text(request.sop_class_uid, b"\x00"))
-    body += _element(0x0000, 0x0100, struct.pack("<H", C_MOVE_RSP))
+    body += _element(0x0000, 0x0100, struct.pack("<H", command_field))
     body += _element(0x0000, 0x0120, struct.pack("<H", request.message_id))
     body += _element(0x0000, 0x0800, struct.pack("<H", data_set_type))
     body += _element(0x0000, 0x0900, struct.pack("<H", status))
