@@ -10,7 +10,7 @@ from pydicom.uid import UID
 from pacs.core.answer import Answer
 from pacs.core.archive import Archive
 from pacs.core.errors import InvalidQuery, PacsError
-from pacs.core.model import Level
+from pacs.core.model import Level, StoredInstance
 from pacs.core.query import Query, query_from_identifier
 from pacs.dimse import status
 from pacs.dimse.store_service import AssociationStats
@@ -42,6 +42,16 @@ def query_for(identifier: Dataset, sop_class: str) -> Query:
     if query.level not in allowed_levels(sop_class):
         raise InvalidQuery(f"level {query.level.name} is not part of {UID(sop_class).name}")
     return query
+
+
+def instances_to_retrieve(
+    archive: Archive, identifier: Dataset, sop_class: str
+) -> list[StoredInstance]:
+    """The instances a C-MOVE or C-GET identifier selects (it must select something)."""
+    query = query_for(identifier, sop_class)
+    if not query.filters:
+        raise InvalidQuery("a retrieve needs at least one key value")
+    return archive.instances_matching(query)
 
 
 class FindService:

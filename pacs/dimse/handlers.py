@@ -17,7 +17,7 @@ from pacs.core.archive import Archive
 from pacs.core.errors import InvalidQuery
 from pacs.core.model import StoredInstance
 from pacs.dimse import status
-from pacs.dimse.find_service import FindService, query_for
+from pacs.dimse.find_service import FindService, instances_to_retrieve
 from pacs.dimse.store_sender import proposals
 from pacs.dimse.store_service import AssociationStats, StoreService
 from pacs.dimse.transport import set_nodelay
@@ -147,10 +147,9 @@ class DimseHandlers:
     # --- C-MOVE and C-GET ------------------------------------------------------------------
 
     def _instances(self, event: Event) -> list[StoredInstance]:
-        query = query_for(self._identifier(event), str(event.request.AffectedSOPClassUID))
-        if not query.filters:
-            raise InvalidQuery("a retrieve needs at least one key value")
-        return self.archive.instances_matching(query)
+        return instances_to_retrieve(
+            self.archive, self._identifier(event), str(event.request.AffectedSOPClassUID)
+        )
 
     def _dataset(self, stored: StoredInstance) -> Dataset:
         path = self.archive.instance_path(stored)

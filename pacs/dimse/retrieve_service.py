@@ -11,10 +11,9 @@ from pydicom.dataset import Dataset
 
 from pacs.core.answer import Answer
 from pacs.core.archive import Archive
-from pacs.core.errors import InvalidQuery
 from pacs.core.model import StoredInstance
 from pacs.dimse import status, upper_layer
-from pacs.dimse.find_service import FindService, query_for
+from pacs.dimse.find_service import FindService, instances_to_retrieve
 from pacs.dimse.store_sender import DestinationUnavailable, StoreChannel, StoreSender
 from pacs.dimse.store_service import AssociationStats
 from pacs.dimse.upper_layer import Command, ProtocolError
@@ -163,10 +162,7 @@ class RetrieveService:
     ) -> list[StoredInstance] | None:
         """The instances to send, or None after answering a failure or an empty match."""
         try:
-            query = query_for(identifier, command.sop_class_uid)
-            if not query.filters:
-                raise InvalidQuery("a retrieve needs at least one key value")
-            instances = self.archive.instances_matching(query)
+            instances = instances_to_retrieve(self.archive, identifier, command.sop_class_uid)
         except Exception as exc:
             code = FindService.failure(service, stats, exc)
             respond.final(code, None, comment=str(exc))
