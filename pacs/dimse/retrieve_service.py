@@ -43,9 +43,7 @@ class _Responder:
         self.implicit = implicit
 
     def pending(self, counts: Counts) -> None:
-        rsp = upper_layer.retrieve_response(
-            self.command, self.command_field, status.PENDING, counts
-        )
+        rsp = upper_layer.response(self.command, self.command_field, status.PENDING, counts=counts)
         self.writer.add(self.context_id, True, rsp)
         self.writer.end_message()
         self.writer.flush()
@@ -57,8 +55,13 @@ class _Responder:
         failed_uids: list[str] | None = None,
         comment: str = "",
     ) -> None:
-        rsp = upper_layer.retrieve_response(
-            self.command, self.command_field, code, counts, bool(failed_uids), comment
+        rsp = upper_layer.response(
+            self.command,
+            self.command_field,
+            code,
+            comment,
+            has_data_set=bool(failed_uids),
+            counts=counts,
         )
         self.writer.add(self.context_id, True, rsp)
         if failed_uids:

@@ -355,9 +355,7 @@ class StorageAcceptor:
         except Exception as exc:
             code = self.find_service.failure("C-GET" if is_get else "C-MOVE", stats, exc)
             field = upper_layer.C_GET_RSP if is_get else upper_layer.C_MOVE_RSP
-            failure = upper_layer.retrieve_response(
-                command, field, code, None, error_comment=str(exc)
-            )
+            failure = upper_layer.response(command, field, code, str(exc))
             writer.add(context_id, True, failure)
             writer.flush()
             return

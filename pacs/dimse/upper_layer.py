@@ -227,29 +227,6 @@ def store_request(
     return _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
 
 
-def retrieve_response(
-    request: Command,
-    command_field: int,
-    status: int,
-    counts: tuple[int, int, int, int] | None,
-    has_data_set: bool = False,
-    error_comment: str = "",
-) -> bytes:
-    """A C-MOVE-RSP or C-GET-RSP; ``counts`` are (remaining, completed, failed, warning)."""
-    data_set_type = DATA_SET_PRESENT if has_data_set else NO_DATA_SET
-    body = _element(0x0000, 0x0002, _text(request.sop_class_uid, b"\x00"))
-    body += _element(0x0000, 0x0100, struct.pack("<H", command_field))
-    body += _element(0x0000, 0x0120, struct.pack("<H", request.message_id))
-    body += _element(0x0000, 0x0800, struct.pack("<H", data_set_type))
-    body += _element(0x0000, 0x0900, struct.pack("<H", status))
-    if error_comment:
-        body += _element(0x0000, 0x0902, _text(error_comment[:64], b" "))
-    if counts is not None:
-        for element, count in zip((0x1020, 0x1021, 0x1022, 0x1023), counts, strict=True):
-            body += _element(0x0000, element, struct.pack("<H", min(count, 65535)))
-    return _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
-
-
 def _element(group: int, element: int, value: bytes) -> bytes:
     return struct.pack("<HHI", group, element, len(value)) + value
 
@@ -265,8 +242,10 @@ def response(
     status: int,
     error_comment: str = "",
     has_data_set: bool = False,
+    counts: tuple[int, int, int, int] | None = None,
 ) -> bytes:
-    """The command set answering a request: C-STORE-RSP, C-ECHO-RSP or C-FIND-RSP."""
+    """The command set answering a request (C-STORE/ECHO/FIND/MOVE/GET-RSP); ``counts`` are
+    the (remaining, completed, failed, warning) sub-operations of a C-MOVE or C-GET."""
     data_set_type = DATA_SET_PRESENT if has_data_set else NO_DATA_SET
     body = _element(0x0000, 0x0002, _text(request.sop_class_uid, b"\x00"))
     body += _element(0x0000, 0x0100, struct.pack("<H", command_field))
@@ -277,6 +256,9 @@ def response(
         body += _element(0x0000, 0x0902, _text(error_comment[:64], b" "))
     if command_field == C_STORE_RSP:
         body += _element(0x0000, 0x1000, _text(request.sop_instance_uid, b"\x00"))
+    if counts is not None:
+        for element, count in zip((0x1020, 0x1021, 0x1022, 0x1023), counts, strict=True):
+            body += _element(0x0000, element, struct.pack("<H", min(count, 65535)))
     return _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
 
 
