@@ -44,21 +44,33 @@ class Node:
 
 
 @pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+    scope="module",
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        "sqlite-pynetdicom",
+    ],
 )
 def node(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Node]:
-    """A server whose [[modalities]] lists a pynetdicom storage SCP, which is running; once
-    on the SQLite index and once on PostgreSQL."""
+    """A server whose [[modalities]] lists a pynetdicom storage SCP, which is running: on
+    the SQLite index, on PostgreSQL, and with every association served by pynetdicom."""
     receiver = Receiver(MOVE_AE)
     extra = modality_config("movedest", MOVE_AE, receiver.port)
     with contextlib.ExitStack() as stack:
         index_url = ""
         if request.param == "postgresql":
             index_url = stack.enter_context(fresh_postgres_schema())
+        options = "fast_store = false" if request.param.endswith("pynetdicom") else ""
         server = stack.enter_context(
-            serve(tmp_path_factory, f"pynetdicom-{request.param}", extra, index_url=index_url)
+            serve(
+                tmp_path_factory,
+                f"scu-{request.param}",
+                extra,
+                dimse_options=options,
+                index_url=index_url,
+            )
         )
         stack.enter_context(receiver.running())
         yield Node(server, receiver)
