@@ -25,9 +25,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from pacs.core.archive import Archive
+from pacs.dimse.fast_acceptor import FastAcceptor
 from pacs.dimse.handlers import DimseHandlers
 from pacs.dimse.retrieve_service import RetrieveService
-from pacs.dimse.store_acceptor import StorageAcceptor
 from pacs.dimse.transport import ReusePortAssociationServer
 from pacs.settings import Settings
 
@@ -101,7 +101,7 @@ class DimseServer:
         )
         assert isinstance(server, ReusePortAssociationServer)
         if dimse.fast_store:
-            server.fast_path = StorageAcceptor(
+            server.fast_path = FastAcceptor(
                 self.settings,
                 self.handlers.store_service,
                 self.handlers.find_service,

@@ -109,7 +109,7 @@ class _Negotiated:
     peer_max_pdu: int = 0
 
 
-class StorageAcceptor:
+class FastAcceptor:
     """Serves storage-only associations on an accepted socket; see the module docstring."""
 
     def __init__(
@@ -129,7 +129,8 @@ class StorageAcceptor:
     # --- entry point ----------------------------------------------------------------------
 
     def handle(self, sock: socket.socket, address: Any) -> bool:
-        """Serve the connection if it is a storage association; False leaves it untouched."""
+        """Serve the connection if the fast path can serve every context it proposes;
+        False leaves the connection untouched, for pynetdicom."""
         previous_timeout = sock.gettimeout()
         try:
             sock.settimeout(self.settings.dimse.acse_timeout)
@@ -140,7 +141,10 @@ class StorageAcceptor:
         if raw_rq is None or request is None or not fast_path_serves(request):
             sock.settimeout(previous_timeout)
             return False
-        read_exact(sock, len(raw_rq))  # consume what was peeked
+        try:
+            read_exact(sock, len(raw_rq))  # consume what was peeked
+        except (OSError, PeerClosed):
+            return True
         host, port = address[0], address[1]
         stats = AssociationStats(str(request.calling_ae_title).strip(), f"{host}:{port}")
         if not self._admit(sock, request, stats):
@@ -156,6 +160,10 @@ class StorageAcceptor:
             log.warning("association from %s: protocol error: %s", stats.calling_ae, exc)
             _send_quietly(sock, upper_layer.abort(source=2, reason=0))
             how = "aborted (protocol error)"
+        except Exception:  # a bug of ours: log it, abort this association, keep serving
+            log.exception("association from %s failed", stats.calling_ae)
+            _send_quietly(sock, upper_layer.abort(source=2, reason=0))
+            how = "aborted (internal error)"
         finally:
             with self._lock:
                 self._active -= 1
