@@ -13,6 +13,7 @@ from multiprocessing.process import BaseProcess
 
 from aiohttp import web
 
+from dicomweb import build_dicomweb_app
 from pacs.core.archive import Archive
 from pacs.dimse.server import DimseServer
 from pacs.logging_setup import configure_logging
@@ -80,7 +81,9 @@ def run_dimse_worker(settings: Settings) -> None:
 
 
 async def _serve_http(settings: Settings, archive: Archive, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(build_app(archive), access_log=logging.getLogger("pacs.http.access"))
+    app = build_app(archive)
+    app.add_subapp("/dicom-web", build_dicomweb_app(archive))
+    runner = web.AppRunner(app, access_log=logging.getLogger("pacs.http.access"))
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)
     await site.start()
