@@ -10,13 +10,16 @@ from aiohttp import web
 
 from dicomweb.json_model import answer_json
 from dicomweb.qido import build_query, check_uid
+from dicomweb.wado import metadata_json, metadata_response, stream_instances
 from pacs.core.archive import Archive
 from pacs.core.errors import InvalidQuery
-from pacs.core.model import Level
+from pacs.core.model import Level, StoredInstance
+from pacs.core.query import Query
 
 log = logging.getLogger("pacs.dicomweb")
 
 ARCHIVE = web.AppKey("archive", Archive)
+PREFIX = web.AppKey("prefix", str)
 DICOM_JSON = "application/dicom+json"
 _QUERY_RETRIEVE_LEVEL = 0x00080052
 
@@ -58,14 +61,67 @@ async def search_instances(request: web.Request) -> web.Response:
     return await _search(request, Level.IMAGE)
 
 
-def build_dicomweb_app(archive: Archive) -> web.Application:
+def _target(request: web.Request) -> Query:
+    """The study, series or instance the path names, as a retrieve query."""
+    match = request.match_info
+    filters = {"StudyInstanceUID": check_uid(match["study"])}
+    level = Level.STUDY
+    if "series" in match:
+        filters["SeriesInstanceUID"] = check_uid(match["series"])
+        level = Level.SERIES
+    if "instance" in match:
+        filters["SOPInstanceUID"] = check_uid(match["instance"])
+        level = Level.IMAGE
+    return Query(level=level, filters=filters)
+
+
+async def _instances(request: web.Request) -> list[StoredInstance]:
+    archive = request.app[ARCHIVE]
+    instances = await asyncio.to_thread(archive.instances_matching, _target(request))
+    if not instances:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "no such study, series or instance"}),
+            content_type="application/json",
+        )
+    return instances
+
+
+async def retrieve(request: web.Request) -> web.StreamResponse:
+    """WADO-RS retrieve of a study, series or instance (as stored)."""
+    try:
+        instances = await _instances(request)
+    except InvalidQuery as exc:
+        return _error(400, str(exc))
+    return await stream_instances(request, request.app[ARCHIVE], instances)
+
+
+async def metadata(request: web.Request) -> web.Response:
+    """WADO-RS metadata of a study, series or instance."""
+    try:
+        instances = await _instances(request)
+    except InvalidQuery as exc:
+        return _error(400, str(exc))
+    base = f"{request.scheme}://{request.host}{request.app[PREFIX]}"
+    payload = await asyncio.to_thread(metadata_json, request.app[ARCHIVE], instances, base)
+    return metadata_response(payload)
+
+
+def build_dicomweb_app(archive: Archive, prefix: str = "/dicom-web") -> web.Application:
     """The DICOMweb routes over an Archive."""
     app = web.Application()
     app[ARCHIVE] = archive
+    app[PREFIX] = prefix
     app.router.add_get("/studies", search_studies)
     app.router.add_get("/series", search_series)
     app.router.add_get("/instances", search_instances)
     app.router.add_get("/studies/{study}/series", search_series)
     app.router.add_get("/studies/{study}/instances", search_instances)
     app.router.add_get("/studies/{study}/series/{series}/instances", search_instances)
+    for path in (
+        "/studies/{study}",
+        "/studies/{study}/series/{series}",
+        "/studies/{study}/series/{series}/instances/{instance}",
+    ):
+        app.router.add_get(path, retrieve)
+        app.router.add_get(f"{path}/metadata", metadata)
     return app

@@ -82,7 +82,7 @@ def run_dimse_worker(settings: Settings) -> None:
 
 async def _serve_http(settings: Settings, archive: Archive, stop: asyncio.Event) -> None:
     app = build_app(archive)
-    app.add_subapp("/dicom-web", build_dicomweb_app(archive))
+    app.add_subapp("/dicom-web", build_dicomweb_app(archive, "/dicom-web"))
     runner = web.AppRunner(app, access_log=logging.getLogger("pacs.http.access"))
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)

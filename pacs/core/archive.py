@@ -80,6 +80,15 @@ class Archive:
         records = filter_records(self.index, unlimited, records, python_filters)
         return self.index.instances_under(query.level, [r.pks[query.level] for r in records])
 
+    def instance_headers(self, instances: Sequence[StoredInstance]) -> dict[str, bytes]:
+        """Each instance's header as kept by the index (Part 10 bytes before Pixel Data);
+        an instance whose header was too large to keep is read from its blob."""
+        headers = self.index.instance_headers([stored.sop_uid for stored in instances])
+        for stored in instances:
+            if not headers.get(stored.sop_uid):
+                headers[stored.sop_uid] = self.read_instance(stored)
+        return headers
+
     def instance(self, sop_uid: str) -> StoredInstance:
         """Where one instance is stored (raises NotFound)."""
         return self.index.get_instance(sop_uid)

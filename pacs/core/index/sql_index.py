@@ -414,6 +414,17 @@ class SqlIndex:
             result.extend(StoredInstance(*row) for row in rows)
         return result
 
+    def instance_headers(self, sop_uids: Sequence[str]) -> dict[str, bytes]:
+        """The stored header (Part 10 bytes cut before Pixel Data) of each instance."""
+        result: dict[str, bytes] = {}
+        for chunk in _chunks(list(sop_uids)):
+            marks = ", ".join("?" * len(chunk))
+            for sop_uid, header in self._read(
+                f"SELECT sop_uid, header FROM instances WHERE sop_uid IN ({marks})", list(chunk)
+            ):
+                result[str(sop_uid)] = bytes(header)
+        return result
+
     def get_instance(self, sop_uid: str) -> StoredInstance:
         """Where one instance is stored."""
         rows = self._read(
