@@ -8,9 +8,10 @@ import logging
 
 from aiohttp import web
 
-from dicomweb.json_model import answer_json
+from dicomweb.json_model import answer_json, dicom_json_response
 from dicomweb.qido import build_query, check_uid
-from dicomweb.wado import metadata_json, metadata_response, stream_instances
+from dicomweb.stow import store_parts
+from dicomweb.wado import metadata_json, stream_instances
 from pacs.core.archive import Archive
 from pacs.core.errors import InvalidQuery
 from pacs.core.model import Level, StoredInstance
@@ -20,7 +21,6 @@ log = logging.getLogger("pacs.dicomweb")
 
 ARCHIVE = web.AppKey("archive", Archive)
 PREFIX = web.AppKey("prefix", str)
-DICOM_JSON = "application/dicom+json"
 _QUERY_RETRIEVE_LEVEL = 0x00080052
 
 
@@ -41,9 +41,7 @@ async def _search(request: web.Request, level: Level) -> web.Response:
     except InvalidQuery as exc:
         return _error(400, str(exc))
     body = [answer_json(answer, skip=frozenset({_QUERY_RETRIEVE_LEVEL})) for answer in answers]
-    return web.Response(
-        text=json.dumps(body, ensure_ascii=False), content_type=DICOM_JSON, charset="utf-8"
-    )
+    return dicom_json_response(body)
 
 
 async def search_studies(request: web.Request) -> web.Response:
@@ -103,7 +101,19 @@ async def metadata(request: web.Request) -> web.Response:
         return _error(400, str(exc))
     base = f"{request.scheme}://{request.host}{request.app[PREFIX]}"
     payload = await asyncio.to_thread(metadata_json, request.app[ARCHIVE], instances, base)
-    return metadata_response(payload)
+    return dicom_json_response(payload)
+
+
+async def stow(request: web.Request) -> web.Response:
+    """STOW-RS to /studies or /studies/{study}."""
+    study_uid = None
+    if "study" in request.match_info:
+        try:
+            study_uid = check_uid(request.match_info["study"])
+        except InvalidQuery as exc:
+            return _error(400, str(exc))
+    base = f"{request.scheme}://{request.host}{request.app[PREFIX]}"
+    return await store_parts(request, request.app[ARCHIVE], base, study_uid)
 
 
 def build_dicomweb_app(archive: Archive, prefix: str = "/dicom-web") -> web.Application:
@@ -112,6 +122,8 @@ def build_dicomweb_app(archive: Archive, prefix: str = "/dicom-web") -> web.Appl
     app[ARCHIVE] = archive
     app[PREFIX] = prefix
     app.router.add_get("/studies", search_studies)
+    app.router.add_post("/studies", stow)
+    app.router.add_post("/studies/{study}", stow)
     app.router.add_get("/series", search_series)
     app.router.add_get("/instances", search_instances)
     app.router.add_get("/studies/{study}/series", search_series)

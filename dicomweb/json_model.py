@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from aiohttp import web
 from pydicom.dataelem import DataElement
 
 from pacs.core.answer import Answer
@@ -32,6 +34,16 @@ def element_json(vr: str, value: Any) -> dict[str, Any]:
     if vr in _NUMBER_VRS:
         return {"vr": vr, "Value": [_number(vr, v) for v in values]}
     return {"vr": vr, "Value": list(values)}
+
+
+def dicom_json_response(payload: Any, status: int = 200) -> web.Response:
+    """``application/dicom+json`` exactly (some clients compare the header verbatim, so no
+    charset parameter: JSON is UTF-8 by definition)."""
+    return web.Response(
+        body=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
+        status=status,
+        headers={"Content-Type": "application/dicom+json"},
+    )
 
 
 def answer_json(answer: Answer, skip: frozenset[int] = frozenset()) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -73,12 +72,3 @@ def metadata_json(
         attributes["7FE00010"] = {"vr": "OW", "BulkDataURI": f"{url}/frames/1"}
         result.append(attributes)
     return result
-
-
-def metadata_response(payload: list[dict[str, Any]]) -> web.Response:
-    """The metadata as ``application/dicom+json``."""
-    return web.Response(
-        text=json.dumps(payload, ensure_ascii=False),
-        content_type="application/dicom+json",
-        charset="utf-8",
-    )

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from pacs.core.errors import (
-    DatasetMismatch,
-    DuplicateInstance,
-    InvalidDicom,
     InvalidQuery,
     NotFound,
     OutOfResources,
     PacsError,
-    RefusedInstance,
-    StorageUnavailable,
 )
+from pacs.core.store_status import store_failure_status
 
 SUCCESS = 0x0000
 PENDING = 0xFF00
@@ -31,15 +27,7 @@ SUBOPS_WARNING = 0xB000
 
 def store_status(error: Exception) -> int:
     """The C-STORE failure status for a core error."""
-    if isinstance(error, DatasetMismatch):
-        return STORE_DATASET_MISMATCH
-    if isinstance(error, DuplicateInstance):
-        return DUPLICATE_SOP_INSTANCE
-    if isinstance(error, OutOfResources | StorageUnavailable):
-        return STORE_OUT_OF_RESOURCES
-    if isinstance(error, InvalidDicom | RefusedInstance):
-        return STORE_CANNOT_UNDERSTAND
-    return STORE_CANNOT_UNDERSTAND
+    return store_failure_status(error)
 
 
 def query_status(error: Exception) -> int:
