@@ -8,6 +8,7 @@ import logging
 
 from aiohttp import web
 
+from dicomweb.http_cache import cache_headers, cors_middleware, etag_of, not_modified
 from dicomweb.json_model import answer_json, dicom_json_response
 from dicomweb.qido import build_query, check_uid
 from dicomweb.stow import store_parts
@@ -90,7 +91,11 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
         instances = await _instances(request)
     except InvalidQuery as exc:
         return _error(400, str(exc))
-    return await stream_instances(request, request.app[ARCHIVE], instances)
+    etag = etag_of(instances)
+    headers = cache_headers(etag, "instance" in request.match_info)
+    if not_modified(request, etag):
+        return web.Response(status=304, headers=headers)
+    return await stream_instances(request, request.app[ARCHIVE], instances, headers)
 
 
 async def metadata(request: web.Request) -> web.Response:
@@ -99,9 +104,15 @@ async def metadata(request: web.Request) -> web.Response:
         instances = await _instances(request)
     except InvalidQuery as exc:
         return _error(400, str(exc))
+    etag = etag_of(instances)
+    headers = cache_headers(etag, "instance" in request.match_info)
+    if not_modified(request, etag):
+        return web.Response(status=304, headers=headers)
     base = f"{request.scheme}://{request.host}{request.app[PREFIX]}"
     payload = await asyncio.to_thread(metadata_json, request.app[ARCHIVE], instances, base)
-    return dicom_json_response(payload)
+    response = dicom_json_response(payload)
+    response.headers.update(headers)
+    return response
 
 
 async def stow(request: web.Request) -> web.Response:
@@ -118,7 +129,7 @@ async def stow(request: web.Request) -> web.Response:
 
 def build_dicomweb_app(archive: Archive, prefix: str = "/dicom-web") -> web.Application:
     """The DICOMweb routes over an Archive."""
-    app = web.Application()
+    app = web.Application(middlewares=[cors_middleware])
     app[ARCHIVE] = archive
     app[PREFIX] = prefix
     app.router.add_get("/studies", search_studies)

@@ -18,13 +18,17 @@ _BULK_THRESHOLD = 1024
 
 
 async def stream_instances(
-    request: web.Request, archive: Archive, instances: Sequence[StoredInstance]
+    request: web.Request,
+    archive: Archive,
+    instances: Sequence[StoredInstance],
+    headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     """``multipart/related; type="application/dicom"``, each part a stored file as it is,
     read in 1 MiB chunks off the event loop (a 1 GB study never sits in memory)."""
     boundary = uuid.uuid4().hex
     response = web.StreamResponse(
         headers={
+            **(headers or {}),
             "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
         }
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from requests.exceptions import HTTPError
@@ -71,3 +72,31 @@ def test_unknown_and_invalid_uids(stored: tuple[DICOMwebClient, list]) -> None:
     with pytest.raises(HTTPError) as invalid:
         client.retrieve_study_metadata("../../etc")
     assert invalid.value.response.status_code in (400, 404)
+
+
+def test_caching_headers_and_cors(stored: tuple[DICOMwebClient, list]) -> None:
+
+    client, series = stored
+    base = client.base_url
+    study, uid = str(series[0].StudyInstanceUID), str(series[0].SeriesInstanceUID)
+    url = f"{base}/studies/{study}/series/{uid}/metadata"
+    first = requests.get(url, headers={"Origin": "http://viewer.example"}, timeout=30)
+    assert first.status_code == 200
+    assert first.headers["Access-Control-Allow-Origin"] == "*"
+    assert first.headers["Cache-Control"] == "private, no-cache"
+    again = requests.get(url, headers={"If-None-Match": first.headers["ETag"]}, timeout=30)
+    assert again.status_code == 304
+    instance = f"{base}/studies/{study}/series/{uid}/instances/{series[0].SOPInstanceUID}"
+    one = requests.get(instance, timeout=30)
+    assert "immutable" in one.headers["Cache-Control"]
+    preflight = requests.options(
+        instance,
+        headers={
+            "Origin": "http://viewer.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "accept",
+        },
+        timeout=30,
+    )
+    assert preflight.status_code == 204
+    assert "GET" in preflight.headers["Access-Control-Allow-Methods"]

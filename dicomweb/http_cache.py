@@ -1,0 +1,56 @@
+"""Caching headers and CORS for viewers on other origins (PS3.18 8.10, Fetch CORS)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from pacs.core.model import StoredInstance
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+IMMUTABLE = "private, max-age=31536000, immutable"
+REVALIDATE = "private, no-cache"
+
+
+def etag_of(instances: Sequence[StoredInstance]) -> str:
+    """A strong validator: changes whenever an instance is added, replaced or removed."""
+    digest = hashlib.sha256()
+    for stored in sorted(instances, key=lambda s: s.sop_uid):
+        digest.update(stored.sop_uid.encode("ascii"))
+        digest.update(stored.sha256.encode("ascii"))
+    return f'"{digest.hexdigest()[:32]}"'
+
+
+def not_modified(request: web.Request, etag: str) -> bool:
+    """Whether the client's If-None-Match already names this representation."""
+    wanted = request.headers.get("If-None-Match", "")
+    return any(tag.strip() in (etag, "*") for tag in wanted.split(",")) if wanted else False
+
+
+def cache_headers(etag: str, single_instance: bool) -> dict[str, str]:
+    """An instance never changes; a study or series grows, so it is revalidated."""
+    return {"ETag": etag, "Cache-Control": IMMUTABLE if single_instance else REVALIDATE}
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Let browser viewers on other origins read (and, for STOW, write) DICOMweb."""
+    if request.method == "OPTIONS":
+        response: web.StreamResponse = web.Response(status=204)
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers["Access-Control-Allow-Origin"] = "*"
+            raise
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Access-Control-Expose-Headers"] = "ETag, Content-Type, Content-Length"
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+            "Access-Control-Request-Headers", "Accept, Content-Type"
+        )
+        response.headers["Access-Control-Max-Age"] = "86400"
+    return response
