@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 
 from aiohttp import web
 
+from dicomweb.frames import parse_frame_numbers, read_frames
 from dicomweb.http_cache import cache_headers, cors_middleware, etag_of, not_modified
 from dicomweb.json_model import answer_json, dicom_json_response
 from dicomweb.qido import build_query, check_uid
 from dicomweb.stow import store_parts
 from dicomweb.wado import metadata_json, stream_instances
 from pacs.core.archive import Archive
-from pacs.core.errors import InvalidQuery
+from pacs.core.errors import InvalidQuery, NotFound
 from pacs.core.model import Level, StoredInstance
 from pacs.core.query import Query
 
@@ -115,6 +117,34 @@ async def metadata(request: web.Request) -> web.Response:
     return response
 
 
+async def frames(request: web.Request) -> web.StreamResponse:
+    """WADO-RS frames of one instance."""
+    try:
+        numbers = parse_frame_numbers(request.match_info["frames"])
+        instances = await _instances(request)
+        keep_compressed = "transfer-syntax=*" in request.headers.get("Accept", "").replace(" ", "")
+        found = await asyncio.to_thread(
+            read_frames, request.app[ARCHIVE], instances[0], numbers, keep_compressed
+        )
+    except InvalidQuery as exc:
+        return _error(400, str(exc))
+    except NotFound as exc:
+        return _error(404, str(exc))
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        f"--{boundary}\r\nContent-Type: application/octet-stream; "
+        f"transfer-syntax={frame.transfer_syntax}\r\n\r\n".encode("ascii")
+        + frame.data
+        + b"\r\n"
+        for frame in found
+    ) + f"--{boundary}--\r\n".encode("ascii")
+    content_type = f'multipart/related; type="application/octet-stream"; boundary={boundary}'
+    etag = etag_of(instances)
+    return web.Response(
+        body=body, headers={"Content-Type": content_type, **cache_headers(etag, True)}
+    )
+
+
 async def stow(request: web.Request) -> web.Response:
     """STOW-RS to /studies or /studies/{study}."""
     study_uid = None
@@ -147,4 +177,7 @@ def build_dicomweb_app(archive: Archive, prefix: str = "/dicom-web") -> web.Appl
     ):
         app.router.add_get(path, retrieve)
         app.router.add_get(f"{path}/metadata", metadata)
+    app.router.add_get(
+        "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", frames
+    )
     return app
