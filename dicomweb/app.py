@@ -13,7 +13,9 @@ from dicomweb.frames import parse_frame_numbers, read_frames
 from dicomweb.http_cache import cache_headers, cors_middleware, etag_of, not_modified
 from dicomweb.json_model import answer_json, dicom_json_response
 from dicomweb.qido import build_query, check_uid
+from dicomweb.render import RenderOptions, render
 from dicomweb.stow import store_parts
+from dicomweb.uri import wado_uri_handler
 from dicomweb.wado import metadata_json, stream_instances
 from pacs.core.archive import Archive
 from pacs.core.errors import InvalidQuery, NotFound
@@ -145,6 +147,60 @@ async def frames(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _render_options(request: web.Request) -> RenderOptions:
+    """WADO-RS rendered parameters: window=center,width[,function], viewport, quality."""
+    accept = request.headers.get("Accept", "image/jpeg")
+    media_type = (
+        "image/png" if "image/png" in accept and "image/jpeg" not in accept else "image/jpeg"
+    )
+    center = width = None
+    if "window" in request.query:
+        parts = request.query["window"].split(",")
+        try:
+            center, width = float(parts[0]), float(parts[1])
+        except (IndexError, ValueError):
+            raise InvalidQuery("window must be center,width[,function]") from None
+    rows = columns = None
+    if "viewport" in request.query:
+        try:
+            columns, rows = (int(v) for v in request.query["viewport"].split(",")[:2])
+        except ValueError:
+            raise InvalidQuery("viewport must be width,height") from None
+    quality = request.query.get("quality", "90")
+    if not quality.isdigit():
+        raise InvalidQuery("quality must be 1-100")
+    frame = (
+        int(request.match_info.get("frame", "1"))
+        if request.match_info.get("frame", "1").isdigit()
+        else 0
+    )
+    return RenderOptions(
+        media_type=media_type,
+        frame=frame,
+        window_center=center,
+        window_width=width,
+        rows=rows,
+        columns=columns,
+        quality=int(quality),
+    )
+
+
+async def rendered(request: web.Request) -> web.Response:
+    """WADO-RS rendered instance or frame (JPEG, or PNG when asked)."""
+    try:
+        options = _render_options(request)
+        instances = await _instances(request)
+        data = await asyncio.to_thread(render, request.app[ARCHIVE], instances[0], options)
+    except InvalidQuery as exc:
+        return _error(400, str(exc))
+    except NotFound as exc:
+        return _error(404, str(exc))
+    return web.Response(
+        body=data,
+        headers={"Content-Type": options.media_type, **cache_headers(etag_of(instances), True)},
+    )
+
+
 async def stow(request: web.Request) -> web.Response:
     """STOW-RS to /studies or /studies/{study}."""
     study_uid = None
@@ -177,7 +233,9 @@ def build_dicomweb_app(archive: Archive, prefix: str = "/dicom-web") -> web.Appl
     ):
         app.router.add_get(path, retrieve)
         app.router.add_get(f"{path}/metadata", metadata)
-    app.router.add_get(
-        "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", frames
-    )
+    instance = "/studies/{study}/series/{series}/instances/{instance}"
+    app.router.add_get(f"{instance}/frames/{{frames}}", frames)
+    app.router.add_get(f"{instance}/rendered", rendered)
+    app.router.add_get(f"{instance}/frames/{{frame}}/rendered", rendered)
+    app.router.add_get("/wado", wado_uri_handler(archive))
     return app

@@ -13,7 +13,7 @@ from multiprocessing.process import BaseProcess
 
 from aiohttp import web
 
-from dicomweb import build_dicomweb_app
+from dicomweb import build_dicomweb_app, wado_uri_handler
 from pacs.core.archive import Archive
 from pacs.dimse.server import DimseServer
 from pacs.logging_setup import configure_logging
@@ -83,6 +83,7 @@ def run_dimse_worker(settings: Settings) -> None:
 async def _serve_http(settings: Settings, archive: Archive, stop: asyncio.Event) -> None:
     app = build_app(archive)
     app.add_subapp("/dicom-web", build_dicomweb_app(archive, "/dicom-web"))
+    app.router.add_get("/wado", wado_uri_handler(archive))  # where legacy links expect it
     runner = web.AppRunner(app, access_log=logging.getLogger("pacs.http.access"))
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)
