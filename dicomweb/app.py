@@ -89,8 +89,11 @@ async def _instances(request: web.Request) -> list[StoredInstance]:
     return instances
 
 
-async def retrieve(request: web.Request) -> web.StreamResponse:
-    """WADO-RS retrieve of a study, series or instance (as stored)."""
+async def _fresh_instances(
+    request: web.Request,
+) -> tuple[list[StoredInstance], dict[str, str]] | web.Response:
+    """The target's instances and caching headers, or the response to send instead
+    (400 for a bad UID, 304 when the client's copy is current)."""
     try:
         instances = await _instances(request)
     except InvalidQuery as exc:
@@ -99,19 +102,24 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     headers = cache_headers(etag, "instance" in request.match_info)
     if not_modified(request, etag):
         return web.Response(status=304, headers=headers)
+    return instances, headers
+
+
+async def retrieve(request: web.Request) -> web.StreamResponse:
+    """WADO-RS retrieve of a study, series or instance (as stored)."""
+    found = await _fresh_instances(request)
+    if isinstance(found, web.Response):
+        return found
+    instances, headers = found
     return await stream_instances(request, request.app[ARCHIVE], instances, headers)
 
 
 async def metadata(request: web.Request) -> web.Response:
     """WADO-RS metadata of a study, series or instance."""
-    try:
-        instances = await _instances(request)
-    except InvalidQuery as exc:
-        return _error(400, str(exc))
-    etag = etag_of(instances)
-    headers = cache_headers(etag, "instance" in request.match_info)
-    if not_modified(request, etag):
-        return web.Response(status=304, headers=headers)
+    found = await _fresh_instances(request)
+    if isinstance(found, web.Response):
+        return found
+    instances, headers = found
     base = f"{request.scheme}://{request.host}{request.app[PREFIX]}"
     payload = await asyncio.to_thread(metadata_json, request.app[ARCHIVE], instances, base)
     response = dicom_json_response(payload)

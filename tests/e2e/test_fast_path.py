@@ -1,8 +1,9 @@
-"""The lean storage acceptor and its hand-over to pynetdicom.
+"""The lean DIMSE acceptor and its hand-over to pynetdicom.
 
-Storage-only associations are served by ``pacs.dimse.store_acceptor``; anything else
-(queries, C-GET role selection) by pynetdicom. Both paths must store the same way, and the
-fast path must survive protocol abuse.
+Associations that only echo, store, find, move or get are served by
+``pacs.dimse.fast_acceptor``; any other by pynetdicom (and every one with
+``fast_store = false``). Both paths must store the same way, and the fast path must
+survive protocol abuse.
 """
 
 from __future__ import annotations
