@@ -13,7 +13,7 @@ from dicomweb.frames import parse_frame_numbers, read_frames
 from dicomweb.http_cache import cache_headers, cors_middleware, etag_of, not_modified
 from dicomweb.json_model import answer_json, dicom_json_response
 from dicomweb.qido import build_query, check_uid
-from dicomweb.render import RenderOptions, render
+from dicomweb.render import CannotRender, RenderOptions, render
 from dicomweb.stow import store_parts
 from dicomweb.uri import wado_uri_handler
 from dicomweb.wado import metadata_json, stream_instances
@@ -203,6 +203,9 @@ async def rendered(request: web.Request) -> web.Response:
         return _error(400, str(exc))
     except NotFound as exc:
         return _error(404, str(exc))
+    except CannotRender as exc:
+        log.warning("%s", exc)
+        return _error(406, str(exc))
     return web.Response(
         body=data,
         headers={"Content-Type": options.media_type, **cache_headers(etag_of(instances), True)},

@@ -24,6 +24,10 @@ MEDIA_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}
 MAX_VIEWPORT = 8192
 
 
+class CannotRender(Exception):
+    """The pixel data cannot be decoded or shown (unsupported encoding, corrupt data)."""
+
+
 @dataclass(frozen=True)
 class RenderOptions:
     """What the client asked for; None means "as the image says"."""
@@ -60,6 +64,17 @@ def _to_8bit_grey(ds: Dataset, pixels: np.ndarray, options: RenderOptions) -> np
     return scaled.astype(np.uint8)
 
 
+def _image(ds: Dataset, options: RenderOptions) -> Image.Image:
+    pixels = _frame_pixels(ds, options.frame)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples == 1:
+        return Image.fromarray(_to_8bit_grey(ds, pixels, options), mode="L")
+    photometric = str(ds.get("PhotometricInterpretation", "RGB"))
+    if photometric.startswith("YBR") and not ds.file_meta.TransferSyntaxUID.is_compressed:
+        pixels = convert_color_space(pixels, photometric, "RGB")
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="RGB")
+
+
 def render(archive: Archive, stored: StoredInstance, options: RenderOptions) -> bytes:
     """The instance's frame as a JPEG or PNG image."""
     if options.media_type not in MEDIA_TYPES:
@@ -67,15 +82,12 @@ def render(archive: Archive, stored: StoredInstance, options: RenderOptions) -> 
     ds = dcmread(BytesIO(archive.read_instance(stored)))
     if "PixelData" not in ds:
         raise NotFound(f"instance {stored.sop_uid} has no pixel data")
-    pixels = _frame_pixels(ds, options.frame)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    if samples == 1:
-        image = Image.fromarray(_to_8bit_grey(ds, pixels, options), mode="L")
-    else:
-        photometric = str(ds.get("PhotometricInterpretation", "RGB"))
-        if photometric.startswith("YBR") and not ds.file_meta.TransferSyntaxUID.is_compressed:
-            pixels = convert_color_space(pixels, photometric, "RGB")
-        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="RGB")
+    try:
+        image = _image(ds, options)
+    except (NotFound, InvalidQuery):
+        raise
+    except Exception as exc:  # pydicom/codec errors on unusual or corrupt pixel data
+        raise CannotRender(f"cannot render {stored.sop_uid}: {type(exc).__name__}: {exc}") from exc
     if options.rows or options.columns:
         image.thumbnail(
             (

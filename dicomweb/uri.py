@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 
 from dicomweb.qido import check_uid
-from dicomweb.render import RenderOptions, render
+from dicomweb.render import CannotRender, RenderOptions, render
 from pacs.core.archive import Archive
 from pacs.core.errors import InvalidQuery, NotFound
 from pacs.core.model import Level
@@ -73,6 +73,8 @@ def wado_uri_handler(archive: Archive) -> Handler:
             return web.json_response({"error": str(exc)}, status=400)
         except NotFound as exc:
             return web.json_response({"error": str(exc)}, status=404)
+        except CannotRender as exc:
+            return web.json_response({"error": str(exc)}, status=406)
         return web.Response(
             body=data,
             headers={"Content-Type": media_type, "Cache-Control": "private, max-age=31536000"},
