@@ -11,7 +11,8 @@ from aiohttp import web
 
 from dicomweb.frames import parse_frame_numbers, read_frames
 from dicomweb.http_cache import cache_headers, cors_middleware, etag_of, not_modified
-from dicomweb.json_model import answer_json, dicom_json_response
+from dicomweb.json_model import DICOM_JSON, answer_json, dicom_json_response, encode_dicom_json
+from dicomweb.metadata_cache import MetadataCache
 from dicomweb.qido import build_query, check_uid
 from dicomweb.render import CannotRender, RenderOptions, render
 from dicomweb.stow import store_parts
@@ -26,6 +27,7 @@ log = logging.getLogger("pacs.dicomweb")
 
 ARCHIVE = web.AppKey("archive", Archive)
 PREFIX = web.AppKey("prefix", str)
+METADATA_CACHE = web.AppKey("metadata_cache", MetadataCache)
 _QUERY_RETRIEVE_LEVEL = 0x00080052
 
 
@@ -121,10 +123,14 @@ async def metadata(request: web.Request) -> web.Response:
         return found
     instances, headers = found
     base = f"{request.scheme}://{request.host}{request.app[PREFIX]}"
-    payload = await asyncio.to_thread(metadata_json, request.app[ARCHIVE], instances, base)
-    response = dicom_json_response(payload)
-    response.headers.update(headers)
-    return response
+    cache = request.app[METADATA_CACHE]
+    key = f"{headers['ETag']} {base}"
+    body = cache.get(key)
+    if body is None:
+        payload = await asyncio.to_thread(metadata_json, request.app[ARCHIVE], instances, base)
+        body = encode_dicom_json(payload)
+        cache.put(key, body)
+    return web.Response(body=body, headers={**headers, "Content-Type": DICOM_JSON})
 
 
 async def frames(request: web.Request) -> web.StreamResponse:
@@ -229,6 +235,7 @@ def build_dicomweb_app(archive: Archive, prefix: str = "/dicom-web") -> web.Appl
     app = web.Application(middlewares=[cors_middleware])
     app[ARCHIVE] = archive
     app[PREFIX] = prefix
+    app[METADATA_CACHE] = MetadataCache()
     app.router.add_get("/studies", search_studies)
     app.router.add_post("/studies", stow)
     app.router.add_post("/studies/{study}", stow)

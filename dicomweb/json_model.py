@@ -36,13 +36,19 @@ def element_json(vr: str, value: Any) -> dict[str, Any]:
     return {"vr": vr, "Value": list(values)}
 
 
+DICOM_JSON = "application/dicom+json"
+
+
+def encode_dicom_json(payload: Any) -> bytes:
+    """The UTF-8 JSON body."""
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+
 def dicom_json_response(payload: Any, status: int = 200) -> web.Response:
     """``application/dicom+json`` exactly (some clients compare the header verbatim, so no
     charset parameter: JSON is UTF-8 by definition)."""
     return web.Response(
-        body=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
-        status=status,
-        headers={"Content-Type": "application/dicom+json"},
+        body=encode_dicom_json(payload), status=status, headers={"Content-Type": DICOM_JSON}
     )
 
 

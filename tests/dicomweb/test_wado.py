@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from requests.exceptions import HTTPError
 
 from tests.e2e.helpers import serve, store
-from tests.factories import make_series, new_uid
+from tests.factories import make_image, make_series, new_uid
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +100,16 @@ def test_caching_headers_and_cors(stored: tuple[DICOMwebClient, list]) -> None:
     )
     assert preflight.status_code == 204
     assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
+
+
+def test_metadata_follows_new_instances(stored: tuple[DICOMwebClient, list]) -> None:
+    """A cached series metadata response is never served after the series changed."""
+    client, series = stored
+    study, uid = str(series[0].StudyInstanceUID), str(series[0].SeriesInstanceUID)
+    before = client.retrieve_series_metadata(study, uid)
+    again = client.retrieve_series_metadata(study, uid)
+    assert again == before
+    extra = make_image(study_uid=study, series_uid=uid, rows=32, columns=32, instance_number=9)
+    client.store_instances([extra])
+    after = client.retrieve_series_metadata(study, uid)
+    assert len(after) == len(before) + 1
