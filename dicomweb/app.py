@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -27,6 +28,8 @@ log = logging.getLogger("pacs.dicomweb")
 
 ARCHIVE = web.AppKey("archive", Archive)
 PREFIX = web.AppKey("prefix", str)
+THUMBNAIL_SIZE = 128
+THUMBNAIL_TRIES = 5
 METADATA_CACHE = web.AppKey("metadata_cache", MetadataCache)
 _QUERY_RETRIEVE_LEVEL = 0x00080052
 
@@ -199,12 +202,33 @@ def _render_options(request: web.Request) -> RenderOptions:
     )
 
 
+def _render_first(
+    archive: Archive, candidates: list[StoredInstance], options: RenderOptions
+) -> bytes:
+    """The first candidate that renders (a series may start with a report or a scout)."""
+    failure: Exception = NotFound("nothing to render")
+    for stored in candidates:
+        try:
+            return render(archive, stored, options)
+        except (NotFound, CannotRender) as exc:
+            failure = exc
+    raise failure
+
+
 async def rendered(request: web.Request) -> web.Response:
-    """WADO-RS rendered instance or frame (JPEG, or PNG when asked)."""
+    """WADO-RS rendered instance or frame (JPEG, or PNG when asked), and thumbnails of a
+    study, series or instance (its middle image, small)."""
     try:
         options = _render_options(request)
         instances = await _instances(request)
-        data = await asyncio.to_thread(render, request.app[ARCHIVE], instances[0], options)
+        if request.path.endswith("/thumbnail"):
+            if options.rows is None:
+                options = replace(options, rows=THUMBNAIL_SIZE, columns=THUMBNAIL_SIZE)
+            middle = len(instances) // 2
+            candidates = (instances[middle:] + instances[:middle])[:THUMBNAIL_TRIES]
+        else:
+            candidates = instances[:1]
+        data = await asyncio.to_thread(_render_first, request.app[ARCHIVE], candidates, options)
     except InvalidQuery as exc:
         return _error(400, str(exc))
     except NotFound as exc:
@@ -251,6 +275,7 @@ def build_dicomweb_app(archive: Archive, prefix: str = "/dicom-web") -> web.Appl
     ):
         app.router.add_get(path, retrieve)
         app.router.add_get(f"{path}/metadata", metadata)
+        app.router.add_get(f"{path}/thumbnail", rendered)
     instance = "/studies/{study}/series/{series}/instances/{instance}"
     app.router.add_get(f"{instance}/frames/{{frames}}", frames)
     app.router.add_get(f"{instance}/rendered", rendered)

@@ -88,3 +88,16 @@ def test_wado_uri_jpeg_and_dicom(node: RunningServer) -> None:
     assert requests.get(base, params={**params, "requestType": "X"}, timeout=30).status_code == 400
     missing = {**params, "objectUID": new_uid()}
     assert requests.get(base, params=missing, timeout=30).status_code == 404
+
+
+def test_thumbnails_of_study_series_and_instance(node: RunningServer) -> None:
+    base = f"http://127.0.0.1:{node.http_port}/dicom-web/studies/{STUDY}"
+    for url in (
+        f"{base}/thumbnail",
+        f"{base}/series/{MONO2.SeriesInstanceUID}/thumbnail",
+        _url(node, MONO2, "/thumbnail"),
+    ):
+        pixels = _image(requests.get(url, timeout=30))
+        assert max(pixels.shape) <= 128
+    unknown = f"http://127.0.0.1:{node.http_port}/dicom-web/studies/{new_uid()}/thumbnail"
+    assert requests.get(unknown, timeout=30).status_code == 404
