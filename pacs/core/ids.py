@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import re
 
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _LENIENT_UID = re.compile(r"^[0-9][0-9.]*$")
-
-
-def is_valid_uid(value: str) -> bool:
-    """A UID as PS3.5 9.1 defines it (digits and dots, no leading zeros, at most 64 chars)."""
-    return 0 < len(value) <= 64 and bool(_UID.match(value))
 
 
 def is_acceptable_uid(value: str) -> bool:

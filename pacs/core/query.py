@@ -14,13 +14,12 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from pacs.core.errors import InvalidQuery
-from pacs.core.model import COMPUTED, INDEXED, Level, MatchKind
-from pacs.core.names import fold, normalize_name_pattern, normalize_person_name
+from pacs.core.model import INDEXED, Level, MatchKind
+from pacs.core.names import normalize_name_pattern, normalize_person_name
 
 _IGNORED_KEYWORDS = frozenset(
     {"QueryRetrieveLevel", "SpecificCharacterSet", "TimezoneOffsetFromUTC"}
 )
-_TEXT_VRS_WITH_LISTS = frozenset({"CS", "SH", "AE", "UI"})
 
 
 @dataclass(frozen=True)
@@ -190,13 +189,3 @@ def value_matches(kind: MatchKind, pattern: str, value: str) -> bool:
             if regex is None and stored == alternative:
                 return True
     return False
-
-
-def fold_text(value: str) -> str:
-    """Case- and diacritic-insensitive form of any text (used by fuzzy matching)."""
-    return fold(value)
-
-
-def is_computed(keyword: str) -> bool:
-    """Whether the attribute is computed by the index (counts, ModalitiesInStudy, ...)."""
-    return keyword in COMPUTED

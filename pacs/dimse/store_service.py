@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pacs.core.archive import Archive
 from pacs.core.errors import PacsError
 from pacs.core.model import StoreOutcome
+from pacs.core.store_status import store_failure_status
 from pacs.dimse import status
 
 log = logging.getLogger("pacs.dimse")
@@ -24,7 +25,6 @@ class AssociationStats:
     failed: int = 0
     finds: int = 0
     retrieved: int = 0
-    errors: list[str] = field(default_factory=list)
 
     def log_accepted(self, association_id: int) -> None:
         log.info(
@@ -74,7 +74,7 @@ class StoreService:
     def failure(stats: AssociationStats, sop_uid: str, error: Exception) -> tuple[int, str]:
         """Count, log and map a refused or failed C-STORE."""
         stats.failed += 1
-        code = status.store_status(error)
+        code = store_failure_status(error)
         if isinstance(error, PacsError):
             log.warning(
                 "C-STORE of %s from %s refused (0x%04X): %s", sop_uid, stats.calling_ae, code, error

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pacs.core.errors import DuplicateInstance, InvalidDicom, NotFound
@@ -52,7 +52,6 @@ class Record:
 
     values: dict[str, Any]
     pks: dict[Level, int]
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
@@ -437,10 +436,6 @@ class SqlIndex:
         if not rows:
             raise NotFound(f"no instance {sop_uid}")
         return StoredInstance(*rows[0])
-
-    def blob_keys(self) -> Iterator[tuple[str, str, int, str]]:
-        """(sop_uid, blob_key, size, sha256) of every instance."""
-        yield from self._read("SELECT sop_uid, blob_key, size, sha256 FROM instances")
 
     def statistics(self) -> dict[str, int]:
         """How many patients, studies, series and instances, and their total size."""
