@@ -119,6 +119,69 @@ class StorageSettings:
     )
 
 
+Provider = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class AiSettings:
+    enabled: bool = field(
+        default=False,
+        metadata=_doc("Queue series for the AI models and run the AI worker processes."),
+    )
+    models_dir: str = field(
+        default="", metadata=_doc("Folder of models, one subfolder each; '' = <data_dir>/models.")
+    )
+    stable_seconds: float = field(
+        default=10.0,
+        metadata=_doc("A series is processed once no instance arrived for this many seconds."),
+    )
+    workers: int = field(
+        default=1,
+        metadata=_doc("AI worker processes started by `pacs serve` (0 = none: run `pacs ai worker`)."),
+    )
+    provider: Provider = field(
+        default="auto",
+        metadata=_doc("onnxruntime provider: auto (CUDA when present, else CPU), cpu or cuda."),
+    )
+    threads: int = field(
+        default=1,
+        metadata=_doc("CPU threads per inference session (keep low: ingest must not wait)."),
+    )
+    batch_size: int = field(default=8, metadata=_doc("Images per inference batch."))
+    jobs_per_claim: int = field(
+        default=8, metadata=_doc("Due series a worker takes at once (their images are batched).")
+    )
+    poll_seconds: float = field(
+        default=0.5, metadata=_doc("How often an idle worker looks for due series.")
+    )
+    max_attempts: int = field(
+        default=5, metadata=_doc("Attempts per series before its job is marked failed.")
+    )
+    lease_seconds: float = field(
+        default=300.0,
+        metadata=_doc("A claimed job whose worker vanished is taken again after this long."),
+    )
+    heatmaps: bool = field(
+        default=True,
+        metadata=_doc("Also store an occlusion heat map (Secondary Capture) for each flag."),
+    )
+    nice: int = field(
+        default=10, metadata=_doc("Scheduling niceness of AI workers (ingest keeps priority).")
+    )
+
+
+@dataclass(frozen=True)
+class AiRoute:
+    """Which series a model reads: every non-empty criterion must match (patterns use * and ?,
+    case- and diacritic-insensitive)."""
+
+    model: str
+    modalities: tuple[str, ...] = ()
+    body_parts: tuple[str, ...] = ()
+    descriptions: tuple[str, ...] = ()
+    view_positions: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Modality:
     """A remote AE: a C-MOVE destination and, when callers are restricted, an allowed caller."""
@@ -136,7 +199,9 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    ai: AiSettings = field(default_factory=AiSettings)
     modalities: tuple[Modality, ...] = ()
+    ai_routes: tuple[AiRoute, ...] = ()
 
     @property
     def index_url(self) -> str:
@@ -147,6 +212,11 @@ class Settings:
     def blob_dir(self) -> Path:
         """The effective folder of the hot blob store."""
         return Path(self.storage.path) if self.storage.path else self.server.data_dir / "blobs"
+
+    @property
+    def models_dir(self) -> Path:
+        """The effective folder of AI models."""
+        return Path(self.ai.models_dir) if self.ai.models_dir else self.server.data_dir / "models"
 
     def modality_by_ae(self, ae_title: str) -> Modality | None:
         """The configured modality with this AE title, if any."""
@@ -162,6 +232,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "http": HttpSettings,
     "index": IndexSettings,
     "storage": StorageSettings,
+    "ai": AiSettings,
 }
 
 
@@ -243,6 +314,35 @@ def _build_modalities(raw: Any) -> tuple[Modality, ...]:
     return tuple(result)
 
 
+def _string_tuple(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _build_ai_routes(raw: Any) -> tuple[AiRoute, ...]:
+    """``[[ai.routes]]`` tables: ``model`` and the criteria of the series it reads."""
+    if not isinstance(raw, list):
+        raise ConfigError("[[ai.routes]] must be an array of tables")
+    routes = []
+    for position, entry in enumerate(raw):
+        where = f"[[ai.routes]] #{position + 1}"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("model"), str):
+            raise ConfigError(f"{where}: must be a table with a model name")
+        unknown = set(entry) - {f.name for f in dataclasses.fields(AiRoute)}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        criteria = {
+            key: _string_tuple(value, f"{where} {key}")
+            for key, value in entry.items()
+            if key != "model"
+        }
+        routes.append(AiRoute(model=entry["model"], **criteria))
+    return tuple(routes)
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """``PACS_DIMSE_PORT=4242`` -> ``{"dimse": {"port": "4242"}}``."""
     overrides: dict[str, dict[str, str]] = {}
@@ -275,14 +375,23 @@ def load_settings(
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     env = _env_overrides(os.environ if environ is None else environ)
     sections: dict[str, Any] = {}
+    raw_ai = dict(raw.get("ai", {}))
+    routes = _build_ai_routes(raw_ai.pop("routes", []))
+    raw["ai"] = raw_ai
     for section, cls in _SECTIONS.items():
         values = dict(raw.get(section, {}))
         values.update(env.get(section, {}))
         sections[section] = _build_section(cls, values, section)
-    settings = Settings(**sections, modalities=_build_modalities(raw.get("modalities", [])))
+    settings = Settings(
+        **sections,
+        modalities=_build_modalities(raw.get("modalities", [])),
+        ai_routes=routes,
+    )
     _validate_ae_title(settings.dimse.ae_title, "[dimse] ae_title")
     if settings.dimse.workers < 1:
         raise ConfigError("[dimse] workers must be at least 1")
+    if settings.ai.workers < 0 or settings.ai.batch_size < 1 or settings.ai.jobs_per_claim < 1:
+        raise ConfigError("[ai] workers must be >= 0, batch_size and jobs_per_claim >= 1")
     return settings
 
 
@@ -299,6 +408,19 @@ def describe(settings: Settings) -> str:
             lines.append(f"# effective: {settings.index_url}")
         if section == "storage":
             lines.append(f"# effective: {settings.blob_dir}")
+        if section == "ai":
+            lines.append(f"# effective: {settings.models_dir}")
+        lines.append("")
+    for route in settings.ai_routes:
+        lines.append("[[ai.routes]]")
+        for f in dataclasses.fields(AiRoute):
+            value = getattr(route, f.name)
+            rendered = (
+                "[" + ", ".join(_toml_value(v) for v in value) + "]"
+                if isinstance(value, tuple)
+                else _toml_value(value)
+            )
+            lines.append(f"{f.name} = {rendered}")
         lines.append("")
     for modality in settings.modalities:
         lines.append("[[modalities]]")

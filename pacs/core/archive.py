@@ -9,6 +9,8 @@ from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 
+from pacs.core.ai_jobs import AiQueue, AiQueuePolicy
+from pacs.core.ai_results import AiResults
 from pacs.core.answer import Answer
 from pacs.core.group_commit import GroupCommitter
 from pacs.core.index.db import Database
@@ -33,15 +35,23 @@ class Archive:
         duplicate_policy: str = "ignore",
         max_pixels: int = 0,
         batch_max: int = 64,
+        ai_policy: AiQueuePolicy | None = None,
     ) -> None:
         self.index = index
         self.blobs = blobs
+        self.ai_queue = AiQueue(index.database)
+        self.ai_results = AiResults(index.database)
         self._writer_conn = index.database.connect()
         self._committer: GroupCommitter[PendingAdd, AddResult] = GroupCommitter(
             self._write_batch, batch_max=batch_max
         )
         self._ingest = Ingest(
-            index, blobs, self._committer, duplicate_policy=duplicate_policy, max_pixels=max_pixels
+            index,
+            blobs,
+            self._committer,
+            duplicate_policy=duplicate_policy,
+            max_pixels=max_pixels,
+            ai_policy=ai_policy,
         )
 
     def _write_batch(self, batch: Sequence[PendingAdd]) -> list[AddResult | Exception]:
@@ -79,6 +89,10 @@ class Archive:
         records, python_filters = self.index.find(unlimited)
         records = filter_records(self.index, unlimited, records, python_filters)
         return self.index.instances_under(query.level, [r.pks[query.level] for r in records])
+
+    def series_instances(self, series_uid: str) -> list[StoredInstance]:
+        """Every instance of one series, in instance-number order."""
+        return self.index.series_instances(series_uid)
 
     def instance_headers(self, instances: Sequence[StoredInstance]) -> dict[str, bytes]:
         """Each instance's header as kept by the index (Part 10 bytes before Pixel Data);

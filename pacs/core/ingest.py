@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from pacs.core.ai_jobs import AiQueuePolicy
 from pacs.core.dicom_header import summarize
 from pacs.core.errors import DatasetMismatch, DuplicateInstance, OutOfResources, StorageUnavailable
 from pacs.core.group_commit import GroupCommitter
@@ -34,8 +35,10 @@ class Ingest:
         *,
         duplicate_policy: str = "ignore",
         max_pixels: int = 0,
+        ai_policy: AiQueuePolicy | None = None,
     ) -> None:
         self.index = index
+        self.ai_policy = ai_policy
         self.blobs = blobs
         self.committer = committer
         self.duplicate_policy = duplicate_policy
@@ -71,9 +74,14 @@ class Ingest:
             raise OutOfResources(str(exc)) from exc
         except BlobStoreError as exc:
             raise StorageUnavailable(str(exc)) from exc
+        ai_delay = (
+            self.ai_policy.delay_for(summary, origin) if self.ai_policy is not None else None
+        )
         try:
             result = self.committer.submit(
-                PendingAdd(summary, key, info.size, info.sha256, origin, self.duplicate_policy)
+                PendingAdd(
+                    summary, key, info.size, info.sha256, origin, self.duplicate_policy, ai_delay
+                )
             )
         except BaseException:
             self.blobs.delete(key)

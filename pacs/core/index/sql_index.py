@@ -36,6 +36,7 @@ class PendingAdd:
     sha256: str
     origin: str
     duplicate_policy: str
+    ai_delay: float | None = None  # queue the series for AI, due this many seconds from now
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class SqlIndex:
             )
             changes.append(("UpdatedInstance", "IMAGE", s.sop_uid))
             self._record_changes(conn, changes, now)
+            self._queue_for_ai(conn, item, now)
             return AddResult(StoreOutcome.REPLACED, obsolete_blob=old_key)
         conn.execute(
             "INSERT INTO instances (series_pk, sop_class_uid, instance_number, transfer_syntax, "
@@ -142,7 +144,25 @@ class SqlIndex:
         )
         changes.append(("NewInstance", "IMAGE", s.sop_uid))
         self._record_changes(conn, changes, now)
+        self._queue_for_ai(conn, item, now)
         return AddResult(StoreOutcome.STORED)
+
+    @staticmethod
+    def _queue_for_ai(conn: Connection, item: PendingAdd, now: float) -> None:
+        """The transactional outbox: (re)queue the series in the instance's own transaction.
+        Each new instance pushes the due time back (the series is processed once stable) and
+        bumps the generation, so a run of an older state of the series cannot close the job."""
+        if item.ai_delay is None:
+            return
+        conn.execute(
+            "INSERT INTO ai_jobs (series_uid, study_uid, state, generation, due_at, attempts, "
+            "lease_until, worker, last_error, created_at, updated_at) "
+            "VALUES (?, ?, 'pending', 1, ?, 0, 0, '', '', ?, ?) "
+            "ON CONFLICT (series_uid) DO UPDATE SET state = 'pending', "
+            "generation = ai_jobs.generation + 1, due_at = excluded.due_at, attempts = 0, "
+            "last_error = '', updated_at = excluded.updated_at",
+            (item.summary.series_uid, item.summary.study_uid, now + item.ai_delay, now, now),
+        )
 
     @staticmethod
     def _record_changes(conn: Connection, changes: list[tuple[str, str, str]], now: float) -> None:
@@ -412,6 +432,17 @@ class SqlIndex:
             )
             result.extend(StoredInstance(*row) for row in rows)
         return result
+
+    def series_instances(self, series_uid: str) -> list[StoredInstance]:
+        """Every instance of one series, in instance-number order (empty when unknown)."""
+        rows = self._read(
+            "SELECT i.sop_uid, i.sop_class_uid, se.series_uid, st.study_uid, i.transfer_syntax, "
+            "i.blob_key, i.size, i.sha256 FROM instances i "
+            "JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = se.study_pk "
+            "WHERE se.series_uid = ? ORDER BY i.instance_number, i.pk",
+            (series_uid,),
+        )
+        return [StoredInstance(*row) for row in rows]
 
     def instance_headers(self, sop_uids: Sequence[str]) -> dict[str, bytes]:
         """The stored header (Part 10 bytes cut before Pixel Data) of each instance."""
