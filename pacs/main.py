@@ -14,6 +14,8 @@ from multiprocessing.process import BaseProcess
 from aiohttp import web
 
 from dicomweb import build_dicomweb_app, wado_uri_handler
+from pacs import ai_runtime
+from pacs.ai_http import build_ai_app
 from pacs.core.archive import Archive
 from pacs.dimse.server import DimseServer
 from pacs.logging_setup import configure_logging
@@ -40,6 +42,7 @@ def build_archive(settings: Settings, *, recover: bool = True) -> Archive:
         duplicate_policy=settings.dimse.duplicate_policy,
         max_pixels=settings.dimse.max_pixels,
         batch_max=settings.index.batch_max,
+        ai_policy=ai_runtime.queue_policy(settings),
     )
 
 
@@ -53,17 +56,42 @@ def _settle_heap() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-def _wait_for_signal_or_orphaning() -> None:
-    """Block until SIGTERM/SIGINT, or until the parent server process is gone (a worker
-    must not keep serving the port after the main process died, even by SIGKILL)."""
-    stop = threading.Event()
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``."""
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+
+
+def _stop_when_orphaned(stop: threading.Event) -> None:
+    """Set ``stop`` once the parent server process is gone (a worker must not keep working
+    after the main process died, even by SIGKILL)."""
     parent = os.getppid()
     while not stop.wait(1.0):
         if os.getppid() != parent:
             log.warning("the main server process is gone; worker %d stops", os.getpid())
-            return
+            stop.set()
+
+
+def _wait_for_signal_or_orphaning() -> None:
+    """Block until SIGTERM/SIGINT, or until the parent server process is gone."""
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    _stop_when_orphaned(stop)
+
+
+def run_ai_worker(settings: Settings, *, child: bool = True) -> None:
+    """An AI worker process: its own Archive and models; stops on a signal or, as a child
+    of ``pacs serve``, when the server is gone."""
+    configure_logging(settings)
+    archive = build_archive(settings, recover=False)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    if child:
+        threading.Thread(target=_stop_when_orphaned, args=(stop,), daemon=True).start()
+    try:
+        ai_runtime.run_worker(settings, archive, stop)
+    finally:
+        archive.close()
 
 
 def run_dimse_worker(settings: Settings) -> None:
@@ -84,6 +112,7 @@ async def _serve_http(settings: Settings, archive: Archive, stop: asyncio.Event)
     app = build_app(archive)
     app.add_subapp("/dicom-web", build_dicomweb_app(archive, "/dicom-web"))
     app.router.add_get("/wado", wado_uri_handler(archive))  # where legacy links expect it
+    app.add_subapp("/ai", build_ai_app(archive, lambda: ai_runtime.model_summaries(settings)))
     runner = web.AppRunner(app, access_log=logging.getLogger("pacs.http.access"))
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)
@@ -119,6 +148,14 @@ def serve(settings: Settings) -> None:
                 args=(settings,),
                 name=f"dimse-worker-{number + 1}",
                 daemon=True,
+            )
+            process.start()
+            workers.append(process)
+    if archive.ai_policy_enabled:
+        context = multiprocessing.get_context("spawn")
+        for number in range(settings.ai.workers):
+            process = context.Process(
+                target=run_ai_worker, args=(settings,), name=f"ai-worker-{number + 1}", daemon=True
             )
             process.start()
             workers.append(process)

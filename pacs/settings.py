@@ -137,7 +137,9 @@ class AiSettings:
     )
     workers: int = field(
         default=1,
-        metadata=_doc("AI worker processes started by `pacs serve` (0 = none: run `pacs ai worker`)."),
+        metadata=_doc(
+            "AI worker processes started by `pacs serve` (0 = none: run `pacs ai worker`)."
+        ),
     )
     provider: Provider = field(
         default="auto",

@@ -41,6 +41,7 @@ class Archive:
         self.blobs = blobs
         self.ai_queue = AiQueue(index.database)
         self.ai_results = AiResults(index.database)
+        self.ai_policy_enabled = ai_policy is not None
         self._writer_conn = index.database.connect()
         self._committer: GroupCommitter[PendingAdd, AddResult] = GroupCommitter(
             self._write_batch, batch_max=batch_max

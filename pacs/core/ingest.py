@@ -74,9 +74,7 @@ class Ingest:
             raise OutOfResources(str(exc)) from exc
         except BlobStoreError as exc:
             raise StorageUnavailable(str(exc)) from exc
-        ai_delay = (
-            self.ai_policy.delay_for(summary, origin) if self.ai_policy is not None else None
-        )
+        ai_delay = self.ai_policy.delay_for(summary, origin) if self.ai_policy is not None else None
         try:
             result = self.committer.submit(
                 PendingAdd(
