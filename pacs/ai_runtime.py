@@ -22,6 +22,7 @@ from pacs.core.archive import Archive
 from pacs.settings import Settings
 
 log = logging.getLogger("pacs.ai")
+logging.getLogger("highdicom").setLevel(logging.WARNING)  # one INFO line per copied module
 
 _PROVIDERS = {
     "auto": ("CUDAExecutionProvider", "CPUExecutionProvider"),

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import multiprocessing
 import os
 import signal
 import threading
-from multiprocessing.process import BaseProcess
 
 from aiohttp import web
 
@@ -20,6 +18,7 @@ from pacs.core.archive import Archive
 from pacs.dimse.server import DimseServer
 from pacs.logging_setup import configure_logging
 from pacs.settings import Settings
+from pacs.supervisor import Supervisor
 from pacs.web import build_app
 from storage import FileSystemBlobStore
 
@@ -139,26 +138,12 @@ def serve(settings: Settings) -> None:
     """Run the whole server until SIGTERM or Ctrl-C."""
     configure_logging(settings)
     archive = build_archive(settings)
-    workers: list[BaseProcess] = []
-    if settings.dimse.workers > 1:
-        context = multiprocessing.get_context("spawn")
-        for number in range(settings.dimse.workers - 1):
-            process: BaseProcess = context.Process(
-                target=run_dimse_worker,
-                args=(settings,),
-                name=f"dimse-worker-{number + 1}",
-                daemon=True,
-            )
-            process.start()
-            workers.append(process)
+    children = Supervisor()
+    for number in range(settings.dimse.workers - 1):
+        children.start(f"dimse-worker-{number + 1}", run_dimse_worker, settings)
     if archive.ai_policy_enabled:
-        context = multiprocessing.get_context("spawn")
         for number in range(settings.ai.workers):
-            process = context.Process(
-                target=run_ai_worker, args=(settings,), name=f"ai-worker-{number + 1}", daemon=True
-            )
-            process.start()
-            workers.append(process)
+            children.start(f"ai-worker-{number + 1}", run_ai_worker, settings)
     dimse = DimseServer(archive, settings)
     dimse.start()
     _settle_heap()
@@ -174,8 +159,5 @@ def serve(settings: Settings) -> None:
     finally:
         log.info("shutting down")
         dimse.stop()
-        for process in workers:
-            process.terminate()
-        for process in workers:
-            process.join(timeout=10)
+        children.stop()
         archive.close()

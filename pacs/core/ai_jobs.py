@@ -47,6 +47,7 @@ class AiJob:
     study_uid: str
     generation: int
     attempts: int
+    worker: str
 
 
 class AiQueue:
@@ -68,16 +69,17 @@ class AiQueue:
                 f"{skip_locked}) RETURNING pk, series_uid, study_uid, generation, attempts",
                 (now + lease_seconds, worker, now, now, now, limit),
             )
-        return [AiJob(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in rows]
+        return [AiJob(int(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4]), worker) for r in rows]
 
     def finish(self, job: AiJob, state: str = "done", note: str = "") -> bool:
         """Close a job (done or skipped); False when the series changed meanwhile (a newer
-        generation is queued and will be processed instead)."""
+        generation is queued and will be processed instead) or when the lease expired and
+        another worker holds the job now."""
         with self.database.reader() as conn:
             rows = conn.execute(
                 "UPDATE ai_jobs SET state = ?, last_error = ?, lease_until = 0, updated_at = ? "
-                "WHERE pk = ? AND generation = ? AND state = 'running' RETURNING pk",
-                (state, note[:500], time.time(), job.pk, job.generation),
+                "WHERE pk = ? AND generation = ? AND worker = ? AND state = 'running' RETURNING pk",
+                (state, note[:500], time.time(), job.pk, job.generation, job.worker),
             )
         return bool(rows)
 
@@ -89,8 +91,17 @@ class AiQueue:
         with self.database.reader() as conn:
             conn.execute(
                 "UPDATE ai_jobs SET state = ?, due_at = ?, last_error = ?, lease_until = 0, "
-                "updated_at = ? WHERE pk = ? AND generation = ? AND state = 'running'",
-                (state, time.time() + delay, error[:500], time.time(), job.pk, job.generation),
+                "updated_at = ? WHERE pk = ? AND generation = ? AND worker = ? "
+                "AND state = 'running'",
+                (
+                    state,
+                    time.time() + delay,
+                    error[:500],
+                    time.time(),
+                    job.pk,
+                    job.generation,
+                    job.worker,
+                ),
             )
         return state
 

@@ -16,7 +16,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from tests.ai_pipeline.tiny_model import make_model_folder
-from tests.conftest import RunningServer, start_server
+from tests.conftest import RunningServer, start_server, wait_for_port
 from tests.e2e.helpers import image_uids, store
 from tests.factories import make_image, make_radiograph, new_uid
 
@@ -62,11 +62,18 @@ def ai_config(models_dir: Path, **overrides: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def start_ai_server(tmp_path: Path, models: Path, **options: Any) -> RunningServer:
+    """A server with the AI on (models in ``models``), its HTTP port answering."""
+    running = start_server(tmp_path, extra_config=ai_config(models), **options)
+    wait_for_port(running.http_port, process=running.process)
+    return running
+
+
 @pytest.fixture
 def ai_server(tmp_path: Path) -> Any:
     models = tmp_path / "models"
     make_model_folder(models / "tiny-cxr")
-    running = start_server(tmp_path, extra_config=ai_config(models))
+    running = start_ai_server(tmp_path, models)
     try:
         yield running
     finally:
