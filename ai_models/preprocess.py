@@ -87,10 +87,10 @@ def _grey_to_8bit(ds: Dataset, pixels: np.ndarray, window: DicomWindow, invert: 
     if pixels.ndim != 2:
         raise UnsupportedImage(f"expected a 2-D grayscale frame, got shape {pixels.shape}")
     values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
-    unit = _to_unit_range(values, ds, window)
+    scaled = _to_unit_range(values, ds, window) * 255.0
     if invert and str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
-        unit = 1.0 - unit
-    return np.round(unit * 255.0).astype(np.uint8)
+        scaled = 255.0 - scaled
+    return np.round(scaled).astype(np.uint8)
 
 
 def _colour_to_8bit(ds: Dataset, pixels: np.ndarray) -> np.ndarray:
