@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
-import onnxruntime as ort
+import onnxruntime as ort  # type: ignore[import-untyped]
 
 from ai_models.card import ModelCard, ModelCardError
 
@@ -99,7 +99,8 @@ class OnnxBackend:
             expected = (contract.channels, contract.height, contract.width)
         shape = inputs[contract.input_name].shape
         if len(shape) != 4 or any(
-            isinstance(dim, int) and dim != want for dim, want in zip(shape[1:], expected, strict=True)
+            isinstance(dim, int) and dim != want
+            for dim, want in zip(shape[1:], expected, strict=True)
         ):
             raise ModelCardError(
                 f"{card.onnx_path.name}: input shape {shape} does not match the card's "

@@ -181,9 +181,10 @@ def load_image_file(path: Path) -> tuple[str, Any]:
             if picture.mode in ("I;16", "I;16B", "I;16L", "I"):
                 wide = np.asarray(picture, dtype=np.float64)
                 return "image", np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8)
-            if picture.mode not in ("L", "RGB"):
-                picture = picture.convert("RGB" if "A" in picture.mode or picture.mode in ("P", "CMYK") else "L")
-            return "image", np.asarray(picture)
+            if picture.mode in ("L", "RGB"):
+                return "image", np.asarray(picture)
+            colour = "A" in picture.mode or picture.mode in ("P", "CMYK")
+            return "image", np.asarray(picture.convert("RGB" if colour else "L"))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UnsupportedImage(f"not a readable image: {exc}") from exc
 
@@ -263,7 +264,9 @@ def evaluate(
             "are undefined"
         )
     if card.threshold_source.startswith("default"):
-        notes.append(f"the threshold {card.threshold:g} is a default, not a validated operating point")
+        notes.append(
+            f"the threshold {card.threshold:g} is a default, not a validated operating point"
+        )
     return EvaluationReport(
         model_name=card.name,
         model_version=card.version,

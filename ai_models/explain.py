@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ai_models.classifier import Classifier
@@ -10,7 +12,7 @@ from ai_models.preprocess import as_8bit_image
 
 def _edges(length: int, grid: int) -> list[tuple[int, int]]:
     cuts = np.linspace(0, length, grid + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    return [(int(a), int(b)) for a, b in itertools.pairwise(cuts)]
 
 
 def occlusion_heatmap(classifier: Classifier, image: np.ndarray, grid: int = 6) -> np.ndarray:
@@ -57,4 +59,5 @@ def heatmap_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.45) 
     )
     alpha = opacity * level
     blended = grey * (1.0 - alpha) + colour * alpha
-    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    result: np.ndarray = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    return result

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import SHARED_DATA
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (or ``$PACS_SHARED_DATA``, for a git worktree); skip where absent."""
     path = Path(os.environ.get("PACS_SHARED_DATA", SHARED_DATA))

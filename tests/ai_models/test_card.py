@@ -95,7 +95,7 @@ def test_invalid_cards_are_refused_with_the_reason(
 def test_missing_or_broken_card_file(tmp_path: Path) -> None:
     folder = make_model_folder(tmp_path / "m")
     (folder / "model_card.json").unlink()
-    with pytest.raises(ModelCardError, match="no model_card.json"):
+    with pytest.raises(ModelCardError, match=r"no model_card\.json"):
         load_card(folder)
     (folder / "model_card.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ModelCardError, match="not readable JSON"):

@@ -60,7 +60,9 @@ def test_modality_lut_rescale_then_window_in_rescaled_units() -> None:
     )
     shown = display_image(reread(ds))
     # PS3.3 C.11.2.1.2.1 linear window: ((x - (c - 0.5)) / (w - 1) + 0.5), clipped
-    expected = [np.clip((x - (0 - 0.5)) / 999 + 0.5, 0, 1) * 255 for x in (-1000, -500, 0, 500, 1000)]
+    expected = [
+        np.clip((x - (0 - 0.5)) / 999 + 0.5, 0, 1) * 255 for x in (-1000, -500, 0, 500, 1000)
+    ]
     assert shown[0].tolist() == [round(v) for v in expected]
     assert (shown[0, 0], shown[0, 2], shown[0, 4]) == (0, 128, 255)
 

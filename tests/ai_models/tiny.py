@@ -24,7 +24,9 @@ def build_onnx(
     path: Path, *, layout: str = "NHWC", size: int = SIZE, channels: int = 3, classes: int = 2
 ) -> Path:
     """Write the model: input ``input`` [N, size, size, channels] (or NCHW), output ``logits``."""
-    dims: list[Any] = ["N", size, size, channels] if layout == "NHWC" else ["N", channels, size, size]
+    dims: list[Any] = (
+        ["N", size, size, channels] if layout == "NHWC" else ["N", channels, size, size]
+    )
     weights = np.zeros((1, classes), dtype=np.float32)
     bias = np.zeros((classes,), dtype=np.float32)
     weights[0, -1], bias[-1] = WEIGHT, BIAS
