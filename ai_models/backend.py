@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
-import onnxruntime as ort
+import onnxruntime as ort  # type: ignore[import-untyped]
 
 from ai_models.card import ModelCard, ModelCardError
 

@@ -467,7 +467,7 @@ def _floats(value: object, channels: int, what: str) -> tuple[float, ...]:
         raise ModelCardError(f"input.scaling.{what} must be a number or a list of numbers")
     if len(items) not in (1, channels):
         raise ModelCardError(f"input.scaling.{what} needs 1 or {channels} values")
-    return tuple(float(v) for v in items)
+    return tuple(float(v) for v in items if isinstance(v, int | float))
 
 
 def _scaling(value: object, channels: int, derived: list[str]) -> Scaling:

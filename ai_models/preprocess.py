@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.pixels.utils import pixel_array
 
 from ai_models.card import DicomWindow, InputContract
 
@@ -53,7 +54,8 @@ def _to_unit_range(values: np.ndarray, ds: Dataset, window: DicomWindow) -> np.n
     if "VOILUTSequence" in ds:
         item = ds.VOILUTSequence[0]
         bits = int(item.LUTDescriptor[2])
-        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
+        indices = np.round(values).astype(np.int64)  # a LUT is indexed by integer values
+        out = apply_voi_lut(indices, ds, index=0, prefer_lut=True).astype(np.float64)
         return np.clip(out / float(2**bits - 1), 0.0, 1.0)
     if "WindowCenter" in ds and "WindowWidth" in ds:
         center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
@@ -87,10 +89,10 @@ def _grey_to_8bit(ds: Dataset, pixels: np.ndarray, window: DicomWindow, invert: 
     if pixels.ndim != 2:
         raise UnsupportedImage(f"expected a 2-D grayscale frame, got shape {pixels.shape}")
     values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
-    unit = _to_unit_range(values, ds, window)
+    scaled = _to_unit_range(values, ds, window) * 255.0
     if invert and str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
-        unit = 1.0 - unit
-    return np.round(unit * 255.0).astype(np.uint8)
+        scaled = 255.0 - scaled
+    return np.round(scaled).astype(np.uint8)
 
 
 def _colour_to_8bit(ds: Dataset, pixels: np.ndarray) -> np.ndarray:
@@ -103,7 +105,8 @@ def _colour_to_8bit(ds: Dataset, pixels: np.ndarray) -> np.ndarray:
         return pixels
     top = float(pixels.max()) if pixels.size else 1.0
     bits = 16 if top > 255 else 8
-    return np.round(pixels.astype(np.float64) / (2**bits - 1) * 255.0).astype(np.uint8)
+    scaled: np.ndarray = np.round(pixels.astype(np.float64) / (2**bits - 1) * 255.0)
+    return scaled.astype(np.uint8)
 
 
 def display_image(

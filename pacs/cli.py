@@ -1,10 +1,11 @@
-"""Command line: ``pacs serve | check-config | init-db``."""
+"""Command line: ``pacs serve | check-config | init-db | ai evaluate``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from ai_models.cli import add_ai_commands, run_ai
 from pacs.core.errors import ConfigError
 from pacs.settings import describe, load_settings
 
@@ -20,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    ai = commands.add_parser("ai", help="AI models: evaluate", description="AI models")
+    ai.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    add_ai_commands(ai)
     return parser
 
 
@@ -35,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(describe(settings))
         return 0
+    if args.command == "ai":
+        return run_ai(args)
     from pacs import main as composition  # the composition root is loaded only to run
 
     if args.command == "init-db":
