@@ -23,7 +23,8 @@ from pacs.core.archive import Archive
 from pacs.core.errors import InvalidQuery, NotFound
 
 ARCHIVE = web.AppKey("ai_archive", Archive)
-MODELS = web.AppKey("ai_models", Callable[[], Sequence[dict[str, Any]]])
+ModelLister = Callable[[], Sequence[dict[str, Any]]]
+MODELS: web.AppKey[ModelLister] = web.AppKey("ai_models")
 _MAX_BODY = 64 * 1024
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ai_pipeline.test_pipeline_e2e import ai_config, chest, http_json, wait_for
-from tests.ai_pipeline.tiny_model import make_model_folder
+from tests.ai_pipeline.test_pipeline_e2e import ai_config, chest, http_json, tiny_cxr, wait_for
 from tests.conftest import RunningServer, start_server, wait_for_port
 from tests.e2e.helpers import image_uids, store
 from tests.factories import new_uid
@@ -62,12 +61,12 @@ def assert_each_read_once(server: RunningServer, studies: list[str]) -> None:
         results = http_json(server, f"/ai/studies/{study}")
         assert len(results) == 1, study
         uids = image_uids(server.dimse_port, StudyInstanceUID=study)
-        assert len(uids) == 2 and results[0]["sr_sop_uid"] in uids
+        assert len(uids) == 2 and results[0]["sr_sop_uid"] in uids, (study, uids, results)
 
 
 def test_sigkill_of_the_ai_worker(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    make_model_folder(models / "tiny-cxr")
+    tiny_cxr(models / "tiny-cxr")
     server = start_server(
         tmp_path,
         extra_config=ai_config(models, stable_seconds=0.2, lease_seconds=2.0, jobs_per_claim=2),
@@ -88,7 +87,7 @@ def test_sigkill_of_the_ai_worker(tmp_path: Path) -> None:
 
 def test_sigkill_of_the_server(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    make_model_folder(models / "tiny-cxr")
+    tiny_cxr(models / "tiny-cxr")
     config = ai_config(models, stable_seconds=0.5, lease_seconds=2.0, jobs_per_claim=2)
     server = start_server(tmp_path, extra_config=config)
     try:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
-from tests.ai_pipeline.tiny_model import make_model_folder
+from tests.ai_models.tiny import card_json, make_model_folder
 from tests.conftest import RunningServer, start_server, wait_for_port
 from tests.e2e.helpers import image_uids, store
 from tests.factories import make_image, make_radiograph, new_uid
@@ -55,6 +55,29 @@ def wait_for(condition: Any, timeout: float = 60.0) -> Any:
     raise AssertionError("timed out waiting for the AI pipeline")
 
 
+def tiny_cxr(folder: Path) -> Path:
+    """The tiny test model as a chest X-ray model with our default routing: its score is
+    sigmoid(4 * mean + 1) over the image scaled to [-1, 1], flagged from 0.5."""
+    card = card_json(
+        name="tiny-cxr",
+        input={
+            "name": "input",
+            "shape": ["batch", 8, 8, 3],
+            "layout": "NHWC",
+            "resize": "nearest",
+            "scaling": "x / 127.5 - 1.0",
+        },
+        output={
+            "name": "logits",
+            "classes": ["NORMAL", "PNEUMONIA"],
+            "postprocess": "softmax over axis 1; p_pneumonia = softmax[:, 1]",
+        },
+        operating_point={"threshold": 0.5, "source": "test", "model_version": "1.0"},
+        routing=None,
+    )
+    return make_model_folder(folder, card)
+
+
 def ai_config(models_dir: Path, **overrides: Any) -> str:
     values = {"stable_seconds": 1.0, "heatmaps": "false", "poll_seconds": 0.2, **overrides}
     lines = [f'[ai]\nenabled = true\nmodels_dir = "{models_dir}"']
@@ -72,7 +95,7 @@ def start_ai_server(tmp_path: Path, models: Path, **options: Any) -> RunningServ
 @pytest.fixture
 def ai_server(tmp_path: Path) -> Any:
     models = tmp_path / "models"
-    make_model_folder(models / "tiny-cxr")
+    tiny_cxr(models / "tiny-cxr")
     running = start_ai_server(tmp_path, models)
     try:
         yield running
@@ -143,7 +166,7 @@ def test_bad_feedback_is_refused(ai_server: RunningServer) -> None:
 def test_series_is_read_once_it_is_stable(tmp_path: Path) -> None:
     """Instances arriving within the stable delay are read together, in one result."""
     models = tmp_path / "models"
-    make_model_folder(models / "tiny-cxr")
+    tiny_cxr(models / "tiny-cxr")
     server = start_server(tmp_path, extra_config=ai_config(models, stable_seconds=3.0))
     try:
         study, series = new_uid(), new_uid()
