@@ -7,10 +7,12 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 
-def add_ai_commands(parser: argparse.ArgumentParser) -> None:
-    """Add the ``ai`` subcommands to the ``ai`` parser of the ``pacs`` command."""
+def add_ai_commands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[Any]:
+    """Add the ``ai`` subcommands to the ``ai`` parser of the ``pacs`` command; returns the
+    subcommand group (``pacs.cli`` adds the commands that need the archive)."""
     commands = parser.add_subparsers(dest="ai_command", required=True)
     text = "evaluate a model folder on labelled images (AUROC, sensitivity, specificity)"
     evaluate = commands.add_parser("evaluate", help=text, description=text)
@@ -30,6 +32,7 @@ def add_ai_commands(parser: argparse.ArgumentParser) -> None:
     )
     evaluate.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    return commands
 
 
 def run_ai(args: argparse.Namespace) -> int:

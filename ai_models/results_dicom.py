@@ -8,6 +8,7 @@ the archive keeps one copy.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
@@ -17,7 +18,6 @@ import numpy as np
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
-from pydicom.uid import generate_uid
 
 from ai_models.card import ModelCard
 
@@ -44,9 +44,13 @@ class SeriesFinding:
     image_scores: dict[str, float]  # SOP Instance UID -> score
 
 
+_UID_NAMESPACE = uuid.UUID("0f1b7a44-5c43-5e36-9d0e-3f8a2c6b9e21")
+
+
 def stable_uid(*parts: str) -> str:
-    """A ``2.25`` UID determined by ``parts`` (the same parts give the same UID)."""
-    return str(generate_uid(prefix=None, entropy_srcs=[*parts]))
+    """A ``2.25`` UID (PS3.5 B.2) from a name-based UUID of ``parts``: the same parts give the
+    same UID, in every process and after every restart."""
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, chr(31).join(parts)).int}"
 
 
 def finding_concept(name: str) -> hd.sr.CodedConcept:

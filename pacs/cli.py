@@ -1,4 +1,4 @@
-"""Command line: ``pacs serve | check-config | init-db | ai evaluate``."""
+"""Command line: ``pacs serve | check-config | init-db | ai evaluate | ai worker``."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
-    ai = commands.add_parser("ai", help="AI models: evaluate", description="AI models")
+    ai = commands.add_parser("ai", help="AI models: evaluate, worker", description="AI models")
     ai.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
-    add_ai_commands(ai)
+    text = "run an AI worker on this machine (claims due series from the shared index)"
+    worker = add_ai_commands(ai).add_parser("worker", help=text, description=text)
+    worker.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     return parser
 
 
@@ -39,10 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(describe(settings))
         return 0
-    if args.command == "ai":
+    if args.command == "ai" and args.ai_command != "worker":
         return run_ai(args)
     from pacs import main as composition  # the composition root is loaded only to run
 
+    if args.command == "ai":
+        composition.run_ai_worker(settings, child=False)
+        return 0
     if args.command == "init-db":
         archive = composition.build_archive(settings)
         version = archive.index.initialize()

@@ -85,9 +85,9 @@ def ai_config(models_dir: Path, **overrides: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def start_ai_server(tmp_path: Path, models: Path, **options: Any) -> RunningServer:
+def start_ai_server(tmp_path: Path, models: Path, **ai_options: Any) -> RunningServer:
     """A server with the AI on (models in ``models``), its HTTP port answering."""
-    running = start_server(tmp_path, extra_config=ai_config(models), **options)
+    running = start_server(tmp_path, extra_config=ai_config(models, **ai_options))
     wait_for_port(running.http_port, process=running.process)
     return running
 
@@ -96,7 +96,7 @@ def start_ai_server(tmp_path: Path, models: Path, **options: Any) -> RunningServ
 def ai_server(tmp_path: Path) -> Any:
     models = tmp_path / "models"
     tiny_cxr(models / "tiny-cxr")
-    running = start_ai_server(tmp_path, models)
+    running = start_ai_server(tmp_path, models, heatmaps="true")
     try:
         yield running
     finally:
@@ -122,8 +122,11 @@ def test_flagged_study_gets_sr_flag_and_goes_first(ai_server: RunningServer) -> 
     assert not_flagged["flagged"] is False and not_flagged["score"] < 0.1
 
     # The SR is in the study, visible to C-FIND like any instance.
+    # The SR and the heat map (flagged studies only) are in the study, visible to C-FIND.
     in_study = image_uids(ai_server.dimse_port, StudyInstanceUID=abnormal)
-    assert flagged["sr_sop_uid"] in in_study and len(in_study) == 2
+    assert {flagged["sr_sop_uid"], flagged["heatmap_sop_uid"]} < in_study and len(in_study) == 3
+    assert not_flagged["heatmap_sop_uid"] == ""
+    assert len(image_uids(ai_server.dimse_port, StudyInstanceUID=normal)) == 2
 
     # Most urgent first; the CT (not routed to the model) is listed but unread by the AI.
     worklist = http_json(ai_server, "/ai/worklist")
