@@ -36,7 +36,8 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-WORK = BENCH_DIR / ".work"
+# Generated data is cached here (gitignored); BENCH_WORK moves it (the smoke test does).
+WORK = Path(os.environ.get("BENCH_WORK") or BENCH_DIR / ".work")
 RESULTS = BENCH_DIR / "results"
 LOCALHOST = "127.0.0.1"
 CALLING_AE = "BENCHSCU"
@@ -543,20 +544,22 @@ def orthanc_version() -> str:
     return result.stdout.splitlines()[0].strip() if result.stdout else "Orthanc (unknown)"
 
 
-def orthanc_defaults() -> dict[str, Any]:
-    """Orthanc's own defaults of the options that matter here (none is overridden)."""
-    keys = (
-        "TcpNoDelay",
-        "KeepAlive",
-        "DicomThreadsCount",
-        "SyncStorageArea",
-        "StorageCompression",
-        "MaximumPduLength",
-        "StorageAccessOnFind",
-        "OverwriteInstances",
-        "LimitFindResults",
-        "MaximumStorageCacheSize",
-    )
+ORTHANC_DIMSE_KEYS = (
+    "TcpNoDelay",
+    "KeepAlive",
+    "DicomThreadsCount",
+    "SyncStorageArea",
+    "StorageCompression",
+    "MaximumPduLength",
+    "StorageAccessOnFind",
+    "OverwriteInstances",
+    "LimitFindResults",
+    "MaximumStorageCacheSize",
+)
+
+
+def orthanc_defaults(keys: Sequence[str] = ORTHANC_DIMSE_KEYS) -> dict[str, Any]:
+    """Orthanc's own defaults of the options ``keys`` (read from ``Orthanc --config``)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "default.json"
         subprocess.run(
