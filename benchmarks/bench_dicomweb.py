@@ -669,6 +669,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine,
         "targets": {t.name: {"version": t.version, "settings": t.settings} for t in targets},
         "results": results,
+        "figures": {
+            name: {path: value_at(found, path) for _, _, path in rows}
+            for name, found in results.items()
+        },
         "ratios_ours_over_orthanc": ratios(results, rows),
         "table": table.splitlines(),
         "target_checks": checks,
