@@ -83,6 +83,7 @@ ORTHANC_HTTP_KEYS = (
     "HttpThreadsCount",
     "HttpCompressionEnabled",
     "KeepAlive",
+    "KeepAliveTimeout",
     "TcpNoDelay",
     "HttpRequestTimeout",
     "StorageCompression",
@@ -242,22 +243,33 @@ class _NoDelayConnection(http.client.HTTPConnection):
 
 
 class Client:
-    """One keep-alive HTTP/1.1 connection to a server's HTTP port."""
+    """One keep-alive HTTP/1.1 connection to a server's HTTP port.
+
+    A server may close an idle keep-alive connection (Orthanc does after its
+    ``KeepAliveTimeout``); like a browser, the client then reconnects and sends again."""
 
     def __init__(self, port: int) -> None:
         self.connection = _NoDelayConnection(LOCALHOST, port, timeout=300)
 
     def request(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
-    ) -> http.client.HTTPResponse:
-        """Send a request; the response, its body not read yet."""
-        self.connection.request(method, path, body=body, headers=headers)
-        return self.connection.getresponse()
+    ) -> tuple[http.client.HTTPResponse, float]:
+        """Send a request: the response (its body not read yet) and when the request that
+        got it was sent (``time.perf_counter``)."""
+        for retry in (False, True):
+            started = time.perf_counter()
+            try:
+                self.connection.request(method, path, body=body, headers=headers)
+                return self.connection.getresponse(), started
+            except (http.client.RemoteDisconnected, ConnectionError):
+                self.connection.close()
+                if retry:
+                    raise
+        raise AssertionError("unreachable")
 
     def get(self, path: str, accept: str) -> tuple[bytes, float]:
         """GET and read the whole body: the body and the seconds it took; 200 or BenchError."""
-        started = time.perf_counter()
-        response = self.request("GET", path, {"Accept": accept})
+        response, started = self.request("GET", path, {"Accept": accept})
         body = response.read()
         elapsed = time.perf_counter() - started
         if response.status != 200:
@@ -403,7 +415,7 @@ def measure_stow(client: Client, dataset: DataSet) -> dict[str, Any]:
     started = time.perf_counter()
     for body, content_type in requests:
         headers = {"Content-Type": content_type, "Accept": DICOM_JSON}
-        response = client.request("POST", f"{ROOT}/studies", headers, body)
+        response, _ = client.request("POST", f"{ROOT}/studies", headers, body)
         answer = response.read()
         if response.status != 200:
             raise BenchError(f"STOW-RS answered {response.status}: {answer[:300]!r}")
@@ -442,7 +454,7 @@ def measure_memory(server: Server, client: Client, data: BenchData) -> dict[str,
     sampler.start()
     started = time.perf_counter()
     try:
-        response = client.request(
+        response, _ = client.request(
             "GET", f"{ROOT}/studies/{study.studies[0]}", {"Accept": STUDY_ACCEPT}
         )
         total = 0
@@ -501,7 +513,7 @@ def run_target(target: Target, data: BenchData, sizes: Sizes, folder: Path) -> d
             ("memory", lambda: measure_memory(server, client, data)),
         ]
         for key, measure in measures:
-            attempt(results, key, measure)
+            attempt(results, key, measure, errors=(BenchError, OSError, http.client.HTTPException))
     finally:
         client.close()
         results["log_server"] = log_summary(server.log, target.log_issue, server.stop())

@@ -667,16 +667,22 @@ def percentiles(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
-def attempt(results: dict[str, Any], key: str, measure: Callable[[], Any]) -> None:
-    """Run one measurement; a failure is recorded and reported, and the run goes on."""
+def attempt(
+    results: dict[str, Any],
+    key: str,
+    measure: Callable[[], Any],
+    errors: tuple[type[Exception], ...] = (BenchError,),
+) -> None:
+    """Run one measurement; a failure (one of ``errors``) is recorded and reported, and the
+    run goes on."""
     print(f"  {key} ...", end=" ", flush=True)
     started = time.monotonic()
     try:
         results[key] = measure()
         print(f"done ({time.monotonic() - started:.1f} s)", flush=True)
-    except BenchError as exc:
-        results[key] = {"error": str(exc)}
-        print(f"FAILED: {exc}", flush=True)
+    except errors as exc:
+        results[key] = {"error": str(exc) or type(exc).__name__}
+        print(f"FAILED: {results[key]['error']}", flush=True)
 
 
 def log_summary(log: Path, is_issue: Callable[[str], bool], stop: dict[str, Any]) -> dict[str, Any]:
