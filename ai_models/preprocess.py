@@ -115,8 +115,18 @@ def display_image(
     """The first frame as uint8 (H, W) or (H, W, 3), as a radiologist sees it by default.
 
     ``window`` picks how grayscale values become 8 bits: the image's own first VOI LUT or
-    window (full range when none), or a percentile window (see ``DicomWindow``).
+    window (full range when none), or a percentile window (see ``DicomWindow``). Malformed
+    attributes (a bad LUT, a non-numeric value) raise ``UnsupportedImage`` with the reason.
     """
+    try:
+        return _display_image(ds, window, invert_monochrome1)
+    except UnsupportedImage:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+        raise UnsupportedImage(f"malformed image attributes ({type(exc).__name__}: {exc})") from exc
+
+
+def _display_image(ds: Dataset, window: DicomWindow, invert_monochrome1: bool) -> np.ndarray:
     pixels = _first_frame(ds)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     photometric = str(ds.get("PhotometricInterpretation", ""))

@@ -201,3 +201,14 @@ def test_dicom_files_decoded_from_disk(tmp_path: Path) -> None:
     path = tmp_path / "x.dcm"
     path.write_bytes(to_bytes(ds))
     assert display_image(dcmread(path)).shape == (32, 32)
+
+
+def test_malformed_modality_lut_is_unsupported() -> None:
+    ds = radiograph(ramp())
+    item = Dataset()
+    item.LUTDescriptor = None
+    item.ModalityLUTType = "US"
+    item.add_new(0x00283006, "US", [0, 1])
+    ds.ModalityLUTSequence = Sequence([item])
+    with pytest.raises(UnsupportedImage, match="malformed image attributes"):
+        display_image(ds)
