@@ -201,3 +201,37 @@ def test_dicom_files_decoded_from_disk(tmp_path: Path) -> None:
     path = tmp_path / "x.dcm"
     path.write_bytes(to_bytes(ds))
     assert display_image(dcmread(path)).shape == (32, 32)
+
+
+def test_malformed_modality_lut_is_unsupported() -> None:
+    ds = radiograph(ramp())
+    item = Dataset()
+    item.LUTDescriptor = None
+    item.ModalityLUTType = "US"
+    item.add_new(0x00283006, "US", [0, 1])
+    ds.ModalityLUTSequence = Sequence([item])
+    with pytest.raises(UnsupportedImage, match="malformed image attributes"):
+        display_image(ds)
+
+
+@pytest.mark.parametrize(
+    ("window", "tags"),
+    [
+        (PERCENTILE, {"PhotometricInterpretation": "MONOCHROME1"}),
+        (PERCENTILE, {"RescaleSlope": 0.5, "RescaleIntercept": -1024}),
+        (DicomWindow(method="image"), {"WindowCenter": 900, "WindowWidth": 700}),
+        (DicomWindow(method="image"), {"RescaleSlope": -1, "RescaleIntercept": 0}),
+    ],
+)
+def test_value_table_equals_per_pixel_computation(
+    window: DicomWindow, tags: dict[str, Any]
+) -> None:
+    from ai_models.preprocess import _grey_to_8bit, _values_to_8bit
+
+    rng = np.random.default_rng(5)
+    pixels = rng.gamma(2.0, 400.0, size=(97, 61)).astype(np.uint16)
+    ds = reread(radiograph(pixels, **tags))
+    stored = ds.pixel_array
+    assert np.array_equal(
+        _grey_to_8bit(ds, stored, window, True), _values_to_8bit(ds, stored, window, True)
+    )

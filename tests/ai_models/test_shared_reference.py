@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom import dcmread
 
@@ -12,6 +14,7 @@ from ai_models.backend import OnnxBackend
 from ai_models.card import load_card
 from ai_models.classifier import Classifier
 from ai_models.evaluate import load_image_file
+from ai_models.preprocess import UnsupportedImage, display_image
 
 pytestmark = pytest.mark.shared_data
 TOLERANCE = 0.01
@@ -65,3 +68,30 @@ def test_png_and_jpeg_reference_scores(shared_data: Path, real_classifier: Class
         if abs(p.score - float(row["p_pneumonia"])) > TOLERANCE
     ]
     assert misses == []
+
+
+def test_every_shared_dicom_sample_gives_an_image_or_unsupported(shared_data: Path) -> None:
+    """No sample, hostile ones included, raises anything but ``UnsupportedImage``."""
+    shown = refused = 0
+    unexpected = []
+    for path in sorted((shared_data / "dicom-samples").rglob("*")):
+        if not path.is_file() or path.suffix in (".md", ".csv", ".txt"):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ds = dcmread(path, force=True)
+            except Exception:  # not a readable file: the archive refuses it before us
+                continue
+            try:
+                image = display_image(ds)
+            except UnsupportedImage:
+                refused += 1
+                continue
+            except Exception as exc:
+                unexpected.append((path.name, repr(exc)))
+                continue
+        assert image.dtype == np.uint8 and image.ndim in (2, 3)
+        shown += 1
+    assert unexpected == []
+    assert shown > 200 and refused > 50
