@@ -436,9 +436,12 @@ class Target:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def start_ours(folder: Path, scp_port: int | None, workers: int = 1) -> Server:
+def start_ours(
+    folder: Path, scp_port: int | None, workers: int = 1, extra_config: str = ""
+) -> Server:
     """``python -m pacs serve`` with a fresh data folder, SQLite, free ports; the DCMTK
-    ``storescp`` at ``scp_port`` (if any) is its C-MOVE destination."""
+    ``storescp`` at ``scp_port`` (if any) is its C-MOVE destination; ``extra_config`` is
+    appended to the configuration (more tables)."""
     folder.mkdir(parents=True)
     port, http_port = free_port(), free_port()
     data_dir = folder / "data"
@@ -453,7 +456,8 @@ def start_ours(folder: Path, scp_port: int | None, workers: int = 1) -> Server:
             f'host = "{LOCALHOST}"\nport = {scp_port}\n'
             if scp_port
             else ""
-        ),
+        )
+        + extra_config,
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
