@@ -59,13 +59,17 @@ class AiQueue:
     def claim(self, worker: str, limit: int, lease_seconds: float) -> list[AiJob]:
         """Take up to ``limit`` due jobs (pending and due, or running with an expired lease)."""
         now = time.time()
+        due = "(state = 'pending' AND due_at <= ?) OR (state = 'running' AND lease_until < ?)"
+        with self.database.reader() as conn:
+            # Idle polling stays read-only: the write lock is taken only when work is due.
+            if not conn.execute(f"SELECT 1 FROM ai_jobs WHERE {due} LIMIT 1", (now, now)):
+                return []
         skip_locked = " FOR UPDATE SKIP LOCKED" if self.database.dialect == "postgresql" else ""
         with self.database.reader() as conn, conn.transaction():
             rows = conn.execute(
                 "UPDATE ai_jobs SET state = 'running', lease_until = ?, worker = ?, "
                 "attempts = attempts + 1, updated_at = ? WHERE pk IN ("
-                "SELECT pk FROM ai_jobs WHERE (state = 'pending' AND due_at <= ?) "
-                "OR (state = 'running' AND lease_until < ?) ORDER BY due_at LIMIT ?"
+                f"SELECT pk FROM ai_jobs WHERE {due} ORDER BY due_at LIMIT ?"
                 f"{skip_locked}) RETURNING pk, series_uid, study_uid, generation, attempts",
                 (now + lease_seconds, worker, now, now, now, limit),
             )
