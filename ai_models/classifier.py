@@ -34,6 +34,8 @@ def postprocess(raw: np.ndarray, card: ModelCard) -> np.ndarray:
             f"model {card.name} gave {values.shape[1]} outputs per image, "
             f"the card lists {len(card.classes)} classes"
         )
+    if not np.isfinite(values).all():
+        raise ValueError(f"model {card.name} gave non-finite outputs (NaN or infinity)")
     if card.postprocess == "softmax":
         shifted = np.exp(values - values.max(axis=1, keepdims=True))
         return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))

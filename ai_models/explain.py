@@ -15,11 +15,15 @@ def _edges(length: int, grid: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in itertools.pairwise(cuts)]
 
 
-def occlusion_heatmap(classifier: Classifier, image: np.ndarray, grid: int = 6) -> np.ndarray:
+def occlusion_heatmap(
+    classifier: Classifier, image: np.ndarray, grid: int = 6, *, normalise: bool = True
+) -> np.ndarray:
     """float32 map in [0, 1] at the image's size; 1 where masking hurts the score most.
 
     Each of ``grid`` x ``grid`` patches is filled with the image's mean grey in turn; all
     the masked copies run through the classifier in batches. No drop anywhere gives zeros.
+    ``normalise=False`` gives the raw score drops instead (to decide whether the map is
+    worth showing: a low-scoring image's small drops are stretched to 1 when normalised).
     """
     if grid < 1:
         raise ValueError("grid must be at least 1")
@@ -37,7 +41,7 @@ def occlusion_heatmap(classifier: Classifier, image: np.ndarray, grid: int = 6) 
     scores = [p.score for p in classifier.predict_inputs(masked)]
     drops = np.clip(base - np.asarray(scores, dtype=np.float64), 0.0, None).reshape(grid, grid)
     peak = float(drops.max())
-    if peak > 0:
+    if normalise and peak > 0:
         drops = drops / peak
     heat = np.zeros((height, width), dtype=np.float32)
     for i, (top, bottom) in enumerate(rows):

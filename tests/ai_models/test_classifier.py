@@ -120,3 +120,13 @@ def test_card_that_does_not_match_the_model_is_refused(tmp_path: Path) -> None:
     (folder / "model.onnx").write_bytes(b"not onnx")
     with pytest.raises(ModelCardError, match="cannot load"):
         OnnxBackend(load_card(folder))
+
+
+def test_postprocess_checks_shape_and_finiteness(card: ModelCard) -> None:
+    from ai_models.classifier import postprocess
+
+    assert postprocess(np.array([[0.0, 0.0]]), card).tolist() == [[0.5, 0.5]]
+    with pytest.raises(ValueError, match="3 outputs per image"):
+        postprocess(np.zeros((1, 3)), card)
+    with pytest.raises(ValueError, match="non-finite"):
+        postprocess(np.array([[np.nan, 1.0]]), card)

@@ -148,3 +148,23 @@ def test_record_refuses_a_read_only_folder(tmp_path: Path, classifier: Classifie
     finally:
         os.chmod(folder, 0o755)
     assert (folder / "model_card.json").read_bytes() == before
+
+
+def test_load_image_file_modes(tmp_path: Path) -> None:
+    from ai_models.evaluate import load_image_file
+
+    wide = np.full((4, 5), 65535, dtype=np.uint16)
+    wide[0, 0] = 0
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    kind, image = load_image_file(tmp_path / "wide.png")
+    assert kind == "image" and image.dtype == np.uint8 and image.shape == (4, 5)
+    assert (image[0, 0], image[1, 1]) == (0, 255)
+    rgba = np.zeros((4, 5, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "rgba.png")
+    assert load_image_file(tmp_path / "rgba.png")[1].shape == (4, 5, 3)
+    Image.fromarray(np.eye(4, dtype=np.uint8) * 255).convert("P").save(tmp_path / "p.png")
+    assert load_image_file(tmp_path / "p.png")[1].shape == (4, 4, 3)
+    dicom = radiograph(np.full((8, 8), 1000, dtype=np.uint16))
+    (tmp_path / "no-suffix").write_bytes(to_bytes(dicom))
+    assert load_image_file(tmp_path / "no-suffix")[0] == "dicom"

@@ -29,6 +29,12 @@ def test_the_bright_patch_is_the_hot_one(classifier: Classifier) -> None:
     outside = heat.copy()
     outside[20:30, 40:50] = 0
     assert outside.max() == 0.0  # masking black with mean grey only raises this model's score
+    raw = occlusion_heatmap(classifier, image, grid=6, normalise=False)
+    base = classifier.predict_images([image])[0].score
+    masked = image.copy()
+    masked[20:30, 40:50] = round(float(image.mean()))
+    drop = base - classifier.predict_images([masked])[0].score
+    assert raw[25, 45] == pytest.approx(drop, abs=1e-6) and 0 < drop < 1
 
 
 def test_uniform_image_gives_zeros(classifier: Classifier) -> None:
