@@ -14,6 +14,8 @@ from pydicom.dataset import Dataset
 from ai_models.backend import OnnxBackend
 from ai_models.card import ModelCard
 from ai_models.classifier import Classifier
+from ai_models.explain import heatmap_overlay, occlusion_heatmap
+from ai_models.preprocess import display_image
 from ai_models.registry import ModelRegistry
 from ai_models.routing import Route, queued_modalities, routes_for
 from ai_models.worker import AiWorker, HeatmapMaker
@@ -83,10 +85,6 @@ def queue_policy(settings: Settings) -> AiQueuePolicy | None:
 
 
 def _heatmap_maker() -> HeatmapMaker:
-    from ai_models.explain import heatmap_overlay, occlusion_heatmap
-
-    from ai_models.preprocess import display_image
-
     def make(classifier: Classifier, dataset: Dataset) -> np.ndarray:
         image = display_image(dataset)
         return heatmap_overlay(image, occlusion_heatmap(classifier, image))
