@@ -79,13 +79,16 @@ def install_viewer(dest: Path, *, force: bool = False, npm: str = "npm") -> Inst
         staged = Path(work) / "dist"
         _extract_dist(tarball, staged)
         rebase(staged)
-        (staged / MARKER).write_text(
-            json.dumps({"package": PACKAGE, "version": VERSION, "base": BASE_PATH}) + "\n",
-            encoding="utf-8",
-        )
+        mark_installed(staged)
         _swap_into_place(staged, dest, Path(work))
     files, size = _tree_size(dest)
     return Installed(dest, VERSION, files, size, time.monotonic() - started)
+
+
+def mark_installed(folder: Path, version: str = VERSION) -> None:
+    """Write the marker that tells the server (and a re-install) what the folder holds."""
+    marker = {"package": PACKAGE, "version": version, "base": BASE_PATH}
+    (folder / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
 
 
 def _npm_pack(work: Path, npm: str) -> Path:

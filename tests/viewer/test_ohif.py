@@ -18,7 +18,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 
 from pacs.viewer import installed_version
-from tests.conftest import RunningServer, start_server
+from tests.conftest import RunningServer, start_server, wait_for_port
 from tests.factories import make_image, make_radiograph, new_uid
 from tests.viewer.browser import (
     VIEWER_DIR,
@@ -87,6 +87,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("ohif")
     server = start_server(tmp, http_options=f'viewer_dir = "{VIEWER_DIR}"')
     try:
+        wait_for_port(server.http_port, process=server.process)
         base = f"http://127.0.0.1:{server.http_port}"
         study_uid = new_uid()
         other = make_radiograph(
