@@ -4,9 +4,11 @@ the series thumbnail, and nothing is fetched from anywhere but our own server.""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 from dicomweb_client.api import DICOMwebClient
+from PIL import Image
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from pacs.viewer import installed_version
@@ -188,6 +193,11 @@ def test_deep_link_renders_the_image_and_the_thumbnail(site: Site, driver: Any) 
     corners = max(patch_mean(pixels, r, c, 2) for r in (3, h - 4) for c in (3, w - 4))
     assert centre > corners + 40, (centre, corners)
 
+    # Cross-origin isolated (our COOP/COEP headers), and nothing our CSP blocked.
+    assert driver.execute_script("return window.crossOriginIsolated") is True
+    console = [entry["message"] for entry in driver.get_log("browser")]
+    blocked = [m for m in console if "Content Security Policy" in m or "Refused to" in m]
+    assert not blocked, blocked
     # Offline: every resource came from our server; and we served every one of them.
     resources = driver.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)"
@@ -201,3 +211,72 @@ def test_deep_link_renders_the_image_and_the_thumbnail(site: Site, driver: Any) 
         encoding="utf-8",
     )
     print(f"deep link to first rendered image: {first_image_s:.2f} s; {measured}")
+
+
+# Real files of several codecs: the viewer decodes the frames our server passes through.
+REAL_SAMPLES = (
+    "pydicom-data/693_J2KR.dcm",  # CT, JPEG 2000 lossless
+    "pylibjpeg-data/JPEGLS/CT1_JLSN.dcm",  # CT, JPEG-LS near-lossless
+    "orthanc-tests/Issue44/Monochrome1-Jpeg.dcm",  # CR, JPEG baseline, MONOCHROME1
+)
+
+
+def _stow_file(base: str, data: bytes) -> None:
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    response = requests.post(
+        f"{base}/dicom-web/studies", data=body, headers={"Content-Type": content_type}, timeout=60
+    )
+    assert response.status_code == 200, response.text
+
+
+def _as_small(pixels: np.ndarray) -> np.ndarray:
+    image = Image.fromarray(pixels.astype(np.uint8)).resize((64, 64), Image.Resampling.BOX)
+    return np.asarray(image, dtype=np.float64)
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("sample", REAL_SAMPLES)
+def test_real_samples_look_like_our_own_rendering(
+    site: Site, driver: Any, shared_data: Path, sample: str
+) -> None:
+    path = shared_data / "dicom-samples" / sample
+    data = path.read_bytes()
+    header = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    _stow_file(site.base, data)
+    instance = (
+        f"{site.base}/dicom-web/studies/{header.StudyInstanceUID}/series/"
+        f"{header.SeriesInstanceUID}/instances/{header.SOPInstanceUID}"
+    )
+    ours = Image.open(io.BytesIO(requests.get(f"{instance}/rendered", timeout=60).content))
+    reference = _as_small(np.asarray(ours.convert("L")))
+    driver.get(f"{site.base}/viewer/viewer?StudyInstanceUIDs={header.StudyInstanceUID}")
+    scale = _device_scale(driver)
+    rows, columns = int(header.Rows), int(header.Columns)
+    last: list[float] = []
+
+    def similar() -> float | None:
+        box = element_box(driver, VIEWPORT_CANVAS)
+        if box is None or box.width < 100:
+            return None
+        viewport = crop(screenshot(driver), box, scale)
+        height, width = viewport.shape
+        fit = min(width / columns, height / rows)
+        top, left = (height - rows * fit) / 2, (width - columns * fit) / 2
+        shown = viewport[
+            round(top) : round(top + rows * fit), round(left) : round(left + columns * fit)
+        ]
+        if shown.size == 0 or shown.std() < 5:
+            return None
+        r = float(np.corrcoef(_as_small(shown).ravel(), reference.ravel())[0, 1])
+        last.append(r)
+        return r if r > 0.9 else None
+
+    r = poll(similar, RENDER_TIMEOUT)
+    save(driver, site.shots / f"{path.stem}.png")
+    assert r is not None, f"{sample}: the viewport never matched /rendered (r: {last[-3:]})"
