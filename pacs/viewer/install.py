@@ -9,6 +9,7 @@ into place in one rename. The files are program files: never committed, never in
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import logging
@@ -31,6 +32,7 @@ INTEGRITY = "sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6
 BASE_PATH = "/viewer/"
 MARKER = ".pacs-viewer.json"
 # A service worker would cache the whole 200 MB viewer in every browser; we serve none.
+_COMPRESSIBLE = frozenset({".js", ".mjs", ".css", ".json", ".jsonc", ".svg", ".wasm", ".map"})
 _DROPPED = ("sw.js", "init-service-worker.js", "app-config.js", "_headers", "_redirects")
 
 
@@ -79,6 +81,7 @@ def install_viewer(dest: Path, *, force: bool = False, npm: str = "npm") -> Inst
         staged = Path(work) / "dist"
         _extract_dist(tarball, staged)
         rebase(staged)
+        precompress(staged)
         mark_installed(staged)
         _swap_into_place(staged, dest, Path(work))
     files, size = _tree_size(dest)
@@ -203,6 +206,25 @@ def rebase(root: Path, base: str = BASE_PATH) -> None:
         _replace_in(path, [("url(/", f"url({base}")], required=False)
     if (root / "manifest.json").is_file():
         _replace_in(root / "manifest.json", [('"/', f'"{base}')], required=False)
+
+
+def precompress(root: Path) -> int:
+    """Write ``x.js.gz`` beside each compressible file of the top folder, what every page
+    load fetches (the server sends it to browsers that accept gzip: the 17 MB main bundle
+    travels as 3.4 MB); the number written. ``ort/`` (in-browser AI, 136 MB) and the
+    microscopy viewer's folder are left as they are."""
+    written = 0
+    for path in sorted(root.iterdir()):
+        if path.suffix not in _COMPRESSIBLE or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if len(data) < 1024:
+            continue
+        packed = gzip.compress(data, compresslevel=6, mtime=0)
+        if len(packed) < 0.9 * len(data):
+            path.with_name(path.name + ".gz").write_bytes(packed)
+            written += 1
+    return written
 
 
 def _swap_into_place(staged: Path, dest: Path, work: Path) -> None:

@@ -20,6 +20,7 @@ from pacs.viewer.install import (
     install_viewer,
     installed_version,
     mark_installed,
+    precompress,
     rebase,
 )
 from tests.conftest import RunningServer, start_server, wait_for_port
@@ -43,7 +44,9 @@ def _build_tree(root: Path) -> Path:
     (root / "index.html").write_text(INDEX, encoding="utf-8")
     (root / HASHED_JS).write_text(
         '(() => {\n__webpack_require__.p = "/";\n})();\n'
-        "browserImportFunction('/dicom-microscopy-viewer/x.min.js');\n",
+        "browserImportFunction('/dicom-microscopy-viewer/x.min.js');\n"
+        + "// padding: big enough to be worth compressing\n"
+        * 100,
         encoding="utf-8",
     )
     (root / "app.bundle.css").write_text("@font-face{src:url(/f.woff2)}", encoding="utf-8")
@@ -59,6 +62,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServ
     tmp = tmp_path_factory.mktemp("viewer-serve")
     viewer = _build_tree(tmp / "site" / "viewer")
     rebase(viewer)
+    assert precompress(viewer) == 1  # the bundle; the rest is under 1 KiB
     mark_installed(viewer)
     (tmp / "site" / "secret.txt").write_text("SECRET-NEXT-TO-THE-VIEWER", encoding="utf-8")
     server = start_server(tmp, http_options=f'viewer_dir = "{viewer}"')
@@ -97,6 +101,12 @@ def test_static_files_have_their_types_and_cache_lifetimes(node: tuple[RunningSe
     assert bundle.headers["Cache-Control"] == "public, max-age=31536000, immutable"
     assert '__webpack_require__.p = "/viewer/";' in bundle.text
     assert "'/viewer/dicom-microscopy-viewer/x.min.js'" in bundle.text
+    assert bundle.headers["Content-Encoding"] == "gzip"  # the .gz written at install
+    assert bundle.headers["Vary"] == "Accept-Encoding"
+    plain = requests.get(
+        f"{base}/viewer/{HASHED_JS}", headers={"Accept-Encoding": "identity"}, timeout=10
+    )
+    assert "Content-Encoding" not in plain.headers and plain.text == bundle.text
     wasm = requests.get(f"{base}/viewer/{WASM}", timeout=10)
     assert wasm.headers["Content-Type"] == "application/wasm"
     assert wasm.content.startswith(b"\x00asm")
