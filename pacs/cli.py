@@ -50,7 +50,7 @@ def _install_viewer(settings: Settings, dest: str | None, force: bool) -> int:
     what = "already installed" if done.skipped else f"installed in {done.seconds:.1f} s"
     print(
         f"OHIF viewer (@ohif/app {done.version}) {what}: {done.path} "
-        f"({done.files} files, {done.bytes / 1e6:.0f} MB); served at /viewer/"
+        f"({done.files} files, {done.size / 1e6:.0f} MB); served at /viewer/"
     )
     return 0
 

@@ -47,7 +47,7 @@ class Installed:
     path: Path
     version: str
     files: int
-    bytes: int
+    size: int
     seconds: float
     skipped: bool = False
 
@@ -74,6 +74,7 @@ def install_viewer(dest: Path, *, force: bool = False, npm: str = "npm") -> Inst
     if not force and installed_version(dest) == VERSION:
         files, size = _tree_size(dest)
         return Installed(dest, VERSION, files, size, time.monotonic() - started, skipped=True)
+    _check_replaceable(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".viewer-", dir=dest.parent) as work:
         tarball = _npm_pack(Path(work), npm)
@@ -227,11 +228,17 @@ def precompress(root: Path) -> int:
     return written
 
 
+def _check_replaceable(dest: Path) -> None:
+    """Refuse (before downloading anything) to replace a folder we did not install."""
+    ours = (dest / MARKER).is_file()
+    if dest.exists() and not ours and (not dest.is_dir() or any(dest.iterdir())):
+        raise ViewerInstallError(f"{dest} exists and is not a viewer installed by pacs")
+
+
 def _swap_into_place(staged: Path, dest: Path, work: Path) -> None:
     """Replace ``dest`` by ``staged`` (the old tree goes to ``work``, deleted with it)."""
     if dest.exists():
-        if not (dest / MARKER).is_file() and any(dest.iterdir()):
-            raise ViewerInstallError(f"{dest} exists and is not a viewer installed by pacs")
+        _check_replaceable(dest)
         os.replace(dest, work / "old")
     os.replace(staged, dest)
 

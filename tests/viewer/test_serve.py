@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from pacs.viewer.install import (
     precompress,
     rebase,
 )
-from tests.conftest import RunningServer, start_server, wait_for_port
+from tests.conftest import REPO, RunningServer, start_server, wait_for_port
 from tests.viewer.browser import VIEWER_DIR
 
 HASHED_JS = "app.bundle.0123456789abcdef.js"
@@ -222,6 +223,15 @@ def test_install_refuses_a_tarball_that_is_not_the_pinned_one(tmp_path: Path) ->
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".viewer-")]
 
 
+def test_install_never_replaces_a_folder_it_did_not_install(tmp_path: Path) -> None:
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / "index.sqlite").write_bytes(b"precious")
+    with pytest.raises(ViewerInstallError, match="not a viewer installed by pacs"):
+        install_viewer(dest, npm="no-such-npm-client")  # refused before npm is looked for
+    assert (dest / "index.sqlite").read_bytes() == b"precious"
+
+
 def test_install_without_npm_says_so(tmp_path: Path) -> None:
     with pytest.raises(ViewerInstallError, match="not found"):
         install_viewer(tmp_path / "viewer", npm="no-such-npm-client")
@@ -232,3 +242,16 @@ def test_install_is_skipped_when_that_version_is_there() -> None:
         pytest.skip(f"the OHIF viewer {VERSION} is not installed in {VIEWER_DIR}")
     done = install_viewer(VIEWER_DIR, npm="no-such-npm-client")
     assert done.skipped and done.version == VERSION and done.files > 100
+
+
+def test_the_command_reports_a_refusal_and_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a viewer", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "pacs", "install-viewer", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "install-viewer failed" in result.stderr and "not a viewer" in result.stderr
