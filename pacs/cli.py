@@ -1,4 +1,4 @@
-"""Command line: ``pacs serve | check-config | init-db | install-viewer | ai evaluate | ai worker``."""
+"""Command line: ``pacs serve | check-config | init-db | install-viewer | ai ...``."""
 
 from __future__ import annotations
 
