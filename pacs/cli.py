@@ -1,13 +1,14 @@
-"""Command line: ``pacs serve | check-config | init-db | ai evaluate | ai worker``."""
+"""Command line: ``pacs serve | check-config | init-db | install-viewer | ai ...``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ai_models.cli import add_ai_commands, run_ai
 from pacs.core.errors import ConfigError
-from pacs.settings import describe, load_settings
+from pacs.settings import Settings, describe, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,7 +27,32 @@ def _parser() -> argparse.ArgumentParser:
     text = "run an AI worker on this machine (claims due series from the shared index)"
     worker = add_ai_commands(ai).add_parser("worker", help=text, description=text)
     worker.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    viewer = commands.add_parser(
+        "install-viewer",
+        help="fetch the OHIF viewer served at /viewer/ from npm (needs npm)",
+        description="Fetch the prebuilt OHIF viewer (npm package @ohif/app, pinned version) "
+        "into [http] viewer_dir or DEST.",
+    )
+    viewer.add_argument("dest", nargs="?", help="destination folder (default: [http] viewer_dir)")
+    viewer.add_argument("--force", action="store_true", help="reinstall even if up to date")
+    viewer.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     return parser
+
+
+def _install_viewer(settings: Settings, dest: str | None, force: bool) -> int:
+    from pacs.viewer import ViewerInstallError, install_viewer
+
+    try:
+        done = install_viewer(Path(dest) if dest else settings.viewer_dir, force=force)
+    except (ViewerInstallError, OSError) as exc:
+        print(f"install-viewer failed: {exc}", file=sys.stderr)
+        return 1
+    what = "already installed" if done.skipped else f"installed in {done.seconds:.1f} s"
+    print(
+        f"OHIF viewer (@ohif/app {done.version}) {what}: {done.path} "
+        f"({done.files} files, {done.size / 1e6:.0f} MB); served at /viewer/"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "ai" and args.ai_command != "worker":
         return run_ai(args)
+    if args.command == "install-viewer":
+        return _install_viewer(settings, args.dest, args.force)
     from pacs import main as composition  # the composition root is loaded only to run
 
     if args.command == "ai":

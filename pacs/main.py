@@ -19,6 +19,7 @@ from pacs.dimse.server import DimseServer
 from pacs.logging_setup import configure_logging
 from pacs.settings import Settings
 from pacs.supervisor import Supervisor
+from pacs.viewer import add_viewer_routes
 from pacs.web import build_app
 from storage import FileSystemBlobStore
 
@@ -112,6 +113,7 @@ async def _serve_http(settings: Settings, archive: Archive, stop: asyncio.Event)
     app.add_subapp("/dicom-web", build_dicomweb_app(archive, "/dicom-web"))
     app.router.add_get("/wado", wado_uri_handler(archive))  # where legacy links expect it
     app.add_subapp("/ai", build_ai_app(archive, lambda: ai_runtime.model_summaries(settings)))
+    add_viewer_routes(app, settings.viewer_dir, "/dicom-web", "/wado")
     runner = web.AppRunner(app, access_log=logging.getLogger("pacs.http.access"))
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)

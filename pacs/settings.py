@@ -93,6 +93,13 @@ class DimseSettings:
 class HttpSettings:
     host: str = field(default="0.0.0.0", metadata=_doc("Address the HTTP server binds."))
     port: int = field(default=8042, metadata=_doc("TCP port of the HTTP server (0 = disabled)."))
+    viewer_dir: str = field(
+        default="",
+        metadata=_doc(
+            "Folder of the OHIF viewer served at /viewer/ (filled by `pacs install-viewer`); "
+            "'' = <data_dir>/viewer."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -219,6 +226,13 @@ class Settings:
     def models_dir(self) -> Path:
         """The effective folder of AI models."""
         return Path(self.ai.models_dir) if self.ai.models_dir else self.server.data_dir / "models"
+
+    @property
+    def viewer_dir(self) -> Path:
+        """The effective folder of the OHIF viewer's files."""
+        return (
+            Path(self.http.viewer_dir) if self.http.viewer_dir else self.server.data_dir / "viewer"
+        )
 
     def modality_by_ae(self, ae_title: str) -> Modality | None:
         """The configured modality with this AE title, if any."""
@@ -412,6 +426,8 @@ def describe(settings: Settings) -> str:
             lines.append(f"# effective: {settings.blob_dir}")
         if section == "ai":
             lines.append(f"# effective: {settings.models_dir}")
+        if section == "http":
+            lines.append(f"# effective viewer_dir: {settings.viewer_dir}")
         lines.append("")
     for route in settings.ai_routes:
         lines.append("[[ai.routes]]")

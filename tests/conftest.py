@@ -133,9 +133,11 @@ def start_server(
     dimse_port: int | None = None,
     data_dir: Path | None = None,
     dimse_options: str = "",
+    http_options: str = "",
 ) -> RunningServer:
     """Start ``python -m pacs serve`` with a fresh config in ``tmp_path``; ``dimse_options``
-    are more lines for the ``[dimse]`` table, ``extra_config`` more tables."""
+    and ``http_options`` are more lines for the ``[dimse]`` and ``[http]`` tables,
+    ``extra_config`` more tables."""
     dimse_port = dimse_port or free_port()
     http_port = free_port()
     data_dir = data_dir or tmp_path / f"{name}-data"
@@ -144,7 +146,7 @@ def start_server(
     config.write_text(
         f'[server]\ndata_dir = "{data_dir}"\nlog_level = "INFO"\n'
         f'[dimse]\nport = {dimse_port}\nhost = "127.0.0.1"\n{dimse_options}\n'
-        f'[http]\nport = {http_port}\nhost = "127.0.0.1"\n'
+        f'[http]\nport = {http_port}\nhost = "127.0.0.1"\n{http_options}\n'
         f"{index_line}{extra_config}\n",
         encoding="utf-8",
     )
