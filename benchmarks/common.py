@@ -773,13 +773,16 @@ def machine_info(orthanc: str) -> dict[str, Any]:
     model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
     meminfo = Path("/proc/meminfo").read_text()
     total = re.search(r"^MemTotal:\s*(\d+)", meminfo, re.MULTILINE)
-    storescu = subprocess.run(
-        [dcmtk_tool("storescu"), "--version"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    ).stdout.splitlines()
+    try:
+        storescu = subprocess.run(
+            [dcmtk_tool("storescu"), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout.splitlines()
+    except BenchError:  # no DCMTK (e.g. bench_ai_pipeline.py --no-ingest): recorded as None
+        storescu = None
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],
         cwd=REPO,
@@ -805,7 +808,7 @@ def machine_info(orthanc: str) -> dict[str, Any]:
         "pydicom": pydicom.__version__,
         "pynetdicom": pynetdicom.__version__,
         "numpy": np.__version__,
-        "dcmtk": storescu[0].strip("$ ") if storescu else "",
+        "dcmtk": None if storescu is None else (storescu[0].strip("$ ") if storescu else ""),
         "orthanc": orthanc or None,
         "git_commit": commit.stdout.strip() or None,
         "git_dirty_files": dirty.stdout.splitlines(),
