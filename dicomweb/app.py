@@ -10,10 +10,13 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from dicomweb.frames import parse_frame_numbers, read_frames
+from dicomweb.bulkdata import parse_tag, read_bulkdata
+from dicomweb.compression import accepts_gzip, compress, encoded_headers, wants_gzip
+from dicomweb.frames import multipart_octets, parse_frame_numbers, read_frames
 from dicomweb.http_cache import cache_headers, cors_middleware, etag_of, not_modified
-from dicomweb.json_model import DICOM_JSON, answer_json, dicom_json_response, encode_dicom_json
+from dicomweb.json_model import DICOM_JSON, answer_json, encode_dicom_json
 from dicomweb.metadata_cache import MetadataCache
+from dicomweb.negotiate import NotAcceptable, acceptable_transfer_syntaxes
 from dicomweb.qido import build_query, check_uid
 from dicomweb.render import CannotRender, RenderOptions, render
 from dicomweb.stow import store_parts
@@ -50,8 +53,14 @@ async def _search(request: web.Request, level: Level) -> web.Response:
         answers = await asyncio.to_thread(archive.find_answers, query)
     except InvalidQuery as exc:
         return _error(400, str(exc))
-    body = [answer_json(answer, skip=frozenset({_QUERY_RETRIEVE_LEVEL})) for answer in answers]
-    return dicom_json_response(body)
+    payload = [answer_json(answer, skip=frozenset({_QUERY_RETRIEVE_LEVEL})) for answer in answers]
+    body = encode_dicom_json(payload)
+    if wants_gzip(request, body):
+        return web.Response(
+            body=await compress(body),
+            headers=encoded_headers({"Content-Type": DICOM_JSON}, gzipped=True),
+        )
+    return web.Response(body=body, headers=encoded_headers({"Content-Type": DICOM_JSON}, False))
 
 
 async def search_studies(request: web.Request) -> web.Response:
@@ -95,36 +104,53 @@ async def _instances(request: web.Request) -> list[StoredInstance]:
 
 
 async def _fresh_instances(
-    request: web.Request,
+    request: web.Request, variant: str = "", gzip_capable: bool = False
 ) -> tuple[list[StoredInstance], dict[str, str]] | web.Response:
     """The target's instances and caching headers, or the response to send instead
-    (400 for a bad UID, 304 when the client's copy is current)."""
+    (400 for a bad UID, 304 when the client's copy is current). ``variant`` names the
+    representation (a negotiated transfer syntax) so that each has its own strong ETag."""
     try:
         instances = await _instances(request)
     except InvalidQuery as exc:
         return _error(400, str(exc))
-    etag = etag_of(instances)
+    etag = etag_of(instances, variant)
     headers = cache_headers(etag, "instance" in request.match_info)
     if not_modified(request, etag):
+        if gzip_capable:  # the validator of the representation a 200 would have carried
+            headers = encoded_headers(headers, accepts_gzip(request))
+            headers.pop("Content-Encoding", None)
         return web.Response(status=304, headers=headers)
     return instances, headers
 
 
 async def retrieve(request: web.Request) -> web.StreamResponse:
-    """WADO-RS retrieve of a study, series or instance (as stored)."""
-    found = await _fresh_instances(request)
+    """WADO-RS retrieve of a study, series or instance, each instance as stored or
+    transcoded to the uncompressed syntax the client asks for (PS3.18 8.7.3)."""
+    try:
+        acceptable = acceptable_transfer_syntaxes(request.headers, request.query)
+    except InvalidQuery as exc:
+        return _error(400, str(exc))
+    except NotAcceptable as exc:
+        return _error(406, str(exc))
+    found = await _fresh_instances(request, variant=",".join(acceptable))
     if isinstance(found, web.Response):
         return found
     instances, headers = found
-    return await stream_instances(request, request.app[ARCHIVE], instances, headers)
+    headers["Vary"] = "Accept"
+    try:
+        return await stream_instances(request, request.app[ARCHIVE], instances, acceptable, headers)
+    except NotAcceptable as exc:
+        log.info("retrieve %s: %s", request.path, exc)
+        return _error(406, str(exc))
 
 
 async def metadata(request: web.Request) -> web.Response:
     """WADO-RS metadata of a study, series or instance."""
-    found = await _fresh_instances(request)
+    found = await _fresh_instances(request, gzip_capable=True)
     if isinstance(found, web.Response):
         return found
     instances, headers = found
+    headers["Content-Type"] = DICOM_JSON
     base = f"{request.scheme}://{request.host}{request.app[PREFIX]}"
     cache = request.app[METADATA_CACHE]
     key = f"{headers['ETag']} {base}"
@@ -133,7 +159,13 @@ async def metadata(request: web.Request) -> web.Response:
         payload = await asyncio.to_thread(metadata_json, request.app[ARCHIVE], instances, base)
         body = encode_dicom_json(payload)
         cache.put(key, body)
-    return web.Response(body=body, headers={**headers, "Content-Type": DICOM_JSON})
+    if not wants_gzip(request, body):
+        return web.Response(body=body, headers=encoded_headers(headers, gzipped=False))
+    compressed = cache.get(f"{key} gzip")  # kept too, so a warm answer is not re-compressed
+    if compressed is None:
+        compressed = await compress(body)
+        cache.put(f"{key} gzip", compressed)
+    return web.Response(body=compressed, headers=encoded_headers(headers, gzipped=True))
 
 
 async def frames(request: web.Request) -> web.StreamResponse:
@@ -141,7 +173,7 @@ async def frames(request: web.Request) -> web.StreamResponse:
     try:
         numbers = parse_frame_numbers(request.match_info["frames"])
         instances = await _instances(request)
-        keep_compressed = "transfer-syntax=*" in request.headers.get("Accept", "").replace(" ", "")
+        keep_compressed = _accepts_any_syntax(request)
         found = await asyncio.to_thread(
             read_frames, request.app[ARCHIVE], instances[0], numbers, keep_compressed
         )
@@ -149,19 +181,42 @@ async def frames(request: web.Request) -> web.StreamResponse:
         return _error(400, str(exc))
     except NotFound as exc:
         return _error(404, str(exc))
-    boundary = uuid.uuid4().hex
-    body = b"".join(
-        f"--{boundary}\r\nContent-Type: application/octet-stream; "
-        f"transfer-syntax={frame.transfer_syntax}\r\n\r\n".encode("ascii")
-        + frame.data
-        + b"\r\n"
-        for frame in found
-    ) + f"--{boundary}--\r\n".encode("ascii")
-    content_type = f'multipart/related; type="application/octet-stream"; boundary={boundary}'
-    etag = etag_of(instances)
+    body, content_type = multipart_octets(found)
+    etag = etag_of(instances, "*" if keep_compressed else "")
     return web.Response(
-        body=body, headers={"Content-Type": content_type, **cache_headers(etag, True)}
+        body=body,
+        headers={"Content-Type": content_type, "Vary": "Accept", **cache_headers(etag, True)},
     )
+
+
+async def bulkdata(request: web.Request) -> web.Response:
+    """WADO-RS bulk data of one top-level attribute of an instance."""
+    try:
+        tag = parse_tag(request.match_info["tag"])
+        instances = await _instances(request)
+        keep_compressed = _accepts_any_syntax(request)
+        found = await asyncio.to_thread(
+            read_bulkdata, request.app[ARCHIVE], instances[0], tag, keep_compressed
+        )
+    except InvalidQuery as exc:
+        return _error(400, str(exc))
+    except NotFound as exc:
+        return _error(404, str(exc))
+    except Exception as exc:  # undecodable pixel data
+        log.warning("bulkdata %s: %s: %s", request.path, type(exc).__name__, exc)
+        return _error(406, f"cannot return this value uncompressed: {type(exc).__name__}: {exc}")
+    body, content_type = multipart_octets(found)
+    etag = etag_of(instances, f"{tag:08X}{'*' if keep_compressed else ''}")
+    return web.Response(
+        body=body,
+        headers={"Content-Type": content_type, "Vary": "Accept", **cache_headers(etag, True)},
+    )
+
+
+def _accepts_any_syntax(request: web.Request) -> bool:
+    """Whether the client accepts compressed frames as stored (``transfer-syntax=*``)."""
+    text = request.query.get("accept", request.headers.get("Accept", ""))
+    return "transfer-syntax=*" in text.replace(" ", "")
 
 
 def _render_options(request: web.Request) -> RenderOptions:
@@ -242,6 +297,45 @@ async def rendered(request: web.Request) -> web.Response:
     )
 
 
+async def rendered_many(request: web.Request) -> web.StreamResponse:
+    """WADO-RS rendered study or series (PS3.18 10.4.1.1.3): ``multipart/related`` of one
+    rendered image per instance (its first frame, or ``frame=N`` of ``window``...), with
+    the same parameters as a rendered instance. Instances without displayable pixels (a
+    report, a presentation state) are left out; 406 when nothing renders."""
+    try:
+        options = _render_options(request)
+        instances = await _instances(request)
+    except InvalidQuery as exc:
+        return _error(400, str(exc))
+    except NotFound as exc:
+        return _error(404, str(exc))
+    archive = request.app[ARCHIVE]
+    boundary = uuid.uuid4().hex
+    response: web.StreamResponse | None = None
+    for stored in instances:
+        try:
+            data = await asyncio.to_thread(render, archive, stored, options)
+        except (NotFound, CannotRender) as exc:
+            log.info("rendered %s: %s left out: %s", request.path, stored.sop_uid, exc)
+            continue
+        if response is None:
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": f'multipart/related; type="{options.media_type}"; '
+                    f"boundary={boundary}",
+                    **cache_headers(etag_of(instances, options.media_type), False),
+                }
+            )
+            await response.prepare(request)
+        head = f"--{boundary}\r\nContent-Type: {options.media_type}\r\n\r\n"
+        await response.write(head.encode("ascii") + data + b"\r\n")
+    if response is None:
+        return _error(406, "nothing in this study or series can be rendered")
+    await response.write(f"--{boundary}--\r\n".encode("ascii"))
+    await response.write_eof()
+    return response
+
+
 async def stow(request: web.Request) -> web.Response:
     """STOW-RS to /studies or /studies/{study}."""
     study_uid = None
@@ -276,8 +370,11 @@ def build_dicomweb_app(archive: Archive, prefix: str = "/dicom-web") -> web.Appl
         app.router.add_get(path, retrieve)
         app.router.add_get(f"{path}/metadata", metadata)
         app.router.add_get(f"{path}/thumbnail", rendered)
+    app.router.add_get("/studies/{study}/rendered", rendered_many)
+    app.router.add_get("/studies/{study}/series/{series}/rendered", rendered_many)
     instance = "/studies/{study}/series/{series}/instances/{instance}"
     app.router.add_get(f"{instance}/frames/{{frames}}", frames)
+    app.router.add_get(f"{instance}/bulkdata/{{tag}}", bulkdata)
     app.router.add_get(f"{instance}/rendered", rendered)
     app.router.add_get(f"{instance}/frames/{{frame}}/rendered", rendered)
     app.router.add_get("/wado", wado_uri_handler(archive))

@@ -3,6 +3,7 @@ compressed frames passed through as stored when the client accepts ``transfer-sy
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -37,14 +38,16 @@ def parse_frame_numbers(text: str) -> list[int]:
 
 
 def read_frames(
-    archive: Archive, stored: StoredInstance, numbers: list[int], keep_compressed: bool
+    archive: Archive, stored: StoredInstance, numbers: list[int] | None, keep_compressed: bool
 ) -> list[Frame]:
-    """The requested frames: native little endian, or as stored when compressed and the
-    client accepts any transfer syntax."""
+    """The requested frames (all when ``numbers`` is None): native little endian, or as
+    stored when compressed and the client accepts any transfer syntax."""
     ds = dcmread(BytesIO(archive.read_instance(stored)))
     if "PixelData" not in ds:
         raise NotFound(f"instance {stored.sop_uid} has no pixel data")
     count = int(ds.get("NumberOfFrames", 1) or 1)
+    if numbers is None:
+        numbers = list(range(1, count + 1))
     if max(numbers) > count:
         raise NotFound(f"instance {stored.sop_uid} has {count} frame(s)")
     syntax = UID(stored.transfer_syntax)
@@ -63,3 +66,17 @@ def read_frames(
         Frame(array[n - 1].astype(array.dtype.newbyteorder("<")).tobytes(), "1.2.840.10008.1.2.1")
         for n in numbers
     ]
+
+
+def multipart_octets(parts: list[Frame]) -> tuple[bytes, str]:
+    """The ``multipart/related; type="application/octet-stream"`` body and its
+    Content-Type."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        f"--{boundary}\r\nContent-Type: application/octet-stream; "
+        f"transfer-syntax={part.transfer_syntax}\r\n\r\n".encode("ascii")
+        + part.data
+        + b"\r\n"
+        for part in parts
+    ) + f"--{boundary}--\r\n".encode("ascii")
+    return body, f'multipart/related; type="application/octet-stream"; boundary={boundary}'
