@@ -27,7 +27,7 @@ def _native_little_endian(ds: Dataset) -> None:
     if "PixelData" not in ds:
         return
     if source.is_compressed:
-        ds.decompress()
+        ds.decompress(generate_instance_uid=False)  # the same instance, re-encoded
 
 
 def transcode(raw: bytes, target: str) -> bytes:
