@@ -37,6 +37,20 @@ METADATA_CACHE = web.AppKey("metadata_cache", MetadataCache)
 _QUERY_RETRIEVE_LEVEL = 0x00080052
 
 
+def _base_url(request: web.Request) -> str:
+    """Where this service is, for the URLs in our answers (RetrieveURL, BulkDataURI).
+
+    A Host header without a port (dicomweb-client sends its host name alone) gets the port
+    the request came in on, unless that is the scheme's default."""
+    host = request.host
+    if ":" not in host.rsplit("]", 1)[-1]:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        port = sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
+        if port and port != {"http": 80, "https": 443}.get(request.scheme):
+            host = f"{host}:{port}"
+    return f"{request.scheme}://{host}{request.app[PREFIX]}"
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -151,7 +165,7 @@ async def metadata(request: web.Request) -> web.Response:
         return found
     instances, headers = found
     headers["Content-Type"] = DICOM_JSON
-    base = f"{request.scheme}://{request.host}{request.app[PREFIX]}"
+    base = _base_url(request)
     cache = request.app[METADATA_CACHE]
     key = f"{headers['ETag']} {base}"
     body = cache.get(key)
@@ -344,7 +358,7 @@ async def stow(request: web.Request) -> web.Response:
             study_uid = check_uid(request.match_info["study"])
         except InvalidQuery as exc:
             return _error(400, str(exc))
-    base = f"{request.scheme}://{request.host}{request.app[PREFIX]}"
+    base = _base_url(request)
     return await store_parts(request, request.app[ARCHIVE], base, study_uid)
 
 
