@@ -106,7 +106,8 @@ class _Walker:
                 known = _dictionary_vr(tag)  # as pydicom does: UN of a known tag is read as such
                 if known == "SQ":
                     raise Unsupported(f"sequence {tag:08X} encoded as UN")
-                vr = known if known in _KNOWN_VRS else "UN"
+                if known in _KNOWN_VRS or known == "US or SS":
+                    vr = self.implicit_vr(tag)
             return tag, vr, length, offset + 12
         (length,) = struct.unpack_from("<H", self.data, offset + 6)
         vr = vr_bytes.decode("ascii", "replace")

@@ -29,9 +29,7 @@ REPORT_SERIES = new_uid()
 
 def _slice(number: int) -> Dataset:
     """A 32x48 image, uniform grey level ``number * 1000``."""
-    ds = make_image(
-        study_uid=STUDY, series_uid=SERIES, rows=32, columns=48, instance_number=number
-    )
+    ds = make_image(study_uid=STUDY, series_uid=SERIES, rows=32, columns=48, instance_number=number)
     ds.PixelData = np.full((32, 48), number * 1000, dtype=np.uint16).tobytes()
     return ds
 
@@ -105,4 +103,3 @@ def test_unknown_series_and_unrenderable_series(base: str) -> None:
     assert requests.get(f"{base}/series/{new_uid()}/rendered", timeout=30).status_code == 404
     report_only = requests.get(f"{base}/series/{REPORT_SERIES}/rendered", timeout=30)
     assert report_only.status_code == 406
-

@@ -83,9 +83,7 @@ def _retrieve(
 ) -> Dataset:
     """The instance as dicomweb-client retrieves it (Explicit VR Little Endian unless told:
     its own default for one instance is ``transfer-syntax=*``)."""
-    return client.retrieve_instance(
-        STUDY, SERIES, str(ds.SOPInstanceUID), media_types=media_types
-    )
+    return client.retrieve_instance(STUDY, SERIES, str(ds.SOPInstanceUID), media_types=media_types)
 
 
 @pytest.mark.parametrize("name", ["jpegls", "j2k", "rle"])
