@@ -42,6 +42,9 @@ _STRUCTS = {
 }
 _SIZES = {vr: struct.calcsize(code) for vr, code in _STRUCTS.items()}
 _KNOWN_VRS = _BINARY | _CHARSET_TEXT | _ASCII_TEXT | set(_STRUCTS) | {"SQ", "AT", "IS", "DS", "UR"}
+_SHORT_VRS = {vr.encode("ascii"): vr for vr in _KNOWN_VRS if vr.encode("ascii") not in _LONG_VRS}
+_EXPLICIT_HEAD = struct.Struct("<HH2sH")  # group, element, VR, short length
+_UINT32 = struct.Struct("<I")
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
 _SEQUENCE_END = 0xFFFEE0DD
@@ -90,17 +93,14 @@ class _Walker:
 
     def element_header(self, offset: int) -> tuple[int, str, int, int]:
         """(tag, VR, value length, value offset) of the element at ``offset``."""
-        group, element = struct.unpack_from("<HH", self.data, offset)
+        group, element, vr_bytes, short_length = _EXPLICIT_HEAD.unpack_from(self.data, offset)
         tag = group << 16 | element
-        if group == 0xFFFE:
-            (length,) = struct.unpack_from("<I", self.data, offset + 4)
-            return tag, "", length, offset + 8
-        if not self.explicit:
-            (length,) = struct.unpack_from("<I", self.data, offset + 4)
-            return tag, self.implicit_vr(tag), length, offset + 8
-        vr_bytes = self.data[offset + 4 : offset + 6]
+        if group == 0xFFFE or not self.explicit:
+            (length,) = _UINT32.unpack_from(self.data, offset + 4)
+            vr = "" if group == 0xFFFE else self.implicit_vr(tag)
+            return tag, vr, length, offset + 8
         if vr_bytes in _LONG_VRS:
-            (length,) = struct.unpack_from("<I", self.data, offset + 8)
+            (length,) = _UINT32.unpack_from(self.data, offset + 8)
             vr = vr_bytes.decode("ascii")
             if vr == "UN" and length != _UNDEFINED:
                 known = _dictionary_vr(tag)  # as pydicom does: UN of a known tag is read as such
@@ -109,11 +109,10 @@ class _Walker:
                 if known in _KNOWN_VRS or known == "US or SS":
                     vr = self.implicit_vr(tag)
             return tag, vr, length, offset + 12
-        (length,) = struct.unpack_from("<H", self.data, offset + 6)
-        vr = vr_bytes.decode("ascii", "replace")
-        if vr not in _KNOWN_VRS:
-            raise Unsupported(f"unknown VR {vr!r} at {tag:08X}")
-        return tag, vr, length, offset + 8
+        vr = _SHORT_VRS.get(vr_bytes, "")
+        if not vr:
+            raise Unsupported(f"unknown VR {vr_bytes!r} at {tag:08X}")
+        return tag, vr, short_length, offset + 8
 
     def implicit_vr(self, tag: int) -> str:
         """The VR of an Implicit VR element (US or SS resolved by Pixel Representation)."""
@@ -206,7 +205,11 @@ class _Walker:
         if vr in _SINGLE_TEXT:
             text = text.rstrip(" \0")
             return {"vr": vr, "Value": [text]} if text else {"vr": vr}
-        parts = [part.strip(" \0") for part in text.split("\\")]
+        parts = (
+            [part.strip(" \0") for part in text.split("\\")]
+            if "\\" in text
+            else [text.strip(" \0")]
+        )
         if vr != "UI" and vr in _ASCII_TEXT:
             parts = [part.strip(" ") for part in parts]
         if not any(parts):
