@@ -58,6 +58,7 @@ _BULK_LIMIT = (1024 // 4) * 3
 _PN_DELIMITERS = {ord("^"), ord("=")}
 
 BulkUri = Callable[[int], str]
+Memo = dict[tuple[str, bytes, tuple[str, ...]], dict[str, Any]]
 
 
 class Unsupported(Exception):
@@ -84,8 +85,9 @@ def _encodings(raw: bytes) -> tuple[str, ...]:
 class _Walker:
     """One header's walk; ``encodings`` follows (0008,0005) as it is met."""
 
-    def __init__(self, data: bytes, explicit: bool, bulk_uri: BulkUri | None) -> None:
+    def __init__(self, data: bytes, explicit: bool, bulk_uri: BulkUri | None, memo: Memo) -> None:
         self.data = data
+        self.memo = memo
         self.explicit = explicit
         self.bulk_uri = bulk_uri
         self.encodings: tuple[str, ...] = ("iso8859",)
@@ -151,7 +153,14 @@ class _Walker:
                 self.encodings = _encodings(value)
             elif tag == _PIXEL_REPRESENTATION and len(value) == 2:
                 self.signed_pixels = value != b"\0\0"
-            result[f"{tag:08X}"] = self.value(tag, vr, value, top)
+            if vr in _BINARY:
+                result[f"{tag:08X}"] = self.value(tag, vr, value, top)
+                continue
+            memo_key = (vr, value, self.encodings)
+            converted = self.memo.get(memo_key)
+            if converted is None:
+                converted = self.memo[memo_key] = self.value(tag, vr, value, top)
+            result[f"{tag:08X}"] = converted
         if not top:
             self.encodings = saved
         return result, offset
@@ -271,15 +280,21 @@ def _dataset_start(header: bytes) -> int:
     return offset
 
 
-def header_json(header: bytes, transfer_syntax: str, bulk_uri: BulkUri | None) -> dict[str, Any]:
+def header_json(
+    header: bytes, transfer_syntax: str, bulk_uri: BulkUri | None, memo: Memo | None = None
+) -> dict[str, Any]:
     """A stored Part 10 header (cut before Pixel Data, or a whole file) as DICOM JSON,
     without group lengths or File Meta; raises :class:`Unsupported` where pydicom is
-    needed."""
+    needed.
+
+    ``memo`` may be shared by the headers of one answer: the slices of a series repeat most
+    of their values, and each distinct (VR, bytes, character set) is converted once. The
+    JSON objects it returns are then shared between answers: serialise, don't mutate."""
     if transfer_syntax not in (_EXPLICIT, _IMPLICIT) and not _is_explicit_le_family(
         transfer_syntax
     ):
         raise Unsupported(f"transfer syntax {transfer_syntax}")
-    walker = _Walker(header, transfer_syntax != _IMPLICIT, bulk_uri)
+    walker = _Walker(header, transfer_syntax != _IMPLICIT, bulk_uri, {} if memo is None else memo)
     try:
         result, _ = walker.dataset(_dataset_start(header), len(header), top=True)
     except (struct.error, UnicodeError, LookupError, ValueError) as exc:

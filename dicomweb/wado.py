@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from dicomweb.header_json import Unsupported, header_json
+from dicomweb.header_json import Memo, Unsupported, header_json
 from dicomweb.negotiate import PRODUCIBLE, NotAcceptable, choose
 from dicomweb.transcode import CannotTranscode, transcode
 from pacs.core.archive import Archive
@@ -138,18 +138,21 @@ def metadata_json(
     """Each instance's attributes in the DICOM JSON model; values over 1 KiB and Pixel Data
     are given as BulkDataURIs instead of inline."""
     headers = archive.instance_headers(instances)
+    memo: Memo = {}  # values repeated across the instances are converted once
     return [
-        instance_json(stored, headers[stored.sop_uid], _instance_url(base_url, stored))
+        instance_json(stored, headers[stored.sop_uid], _instance_url(base_url, stored), memo)
         for stored in instances
     ]
 
 
-def instance_json(stored: StoredInstance, header: bytes, url: str) -> dict[str, Any]:
+def instance_json(
+    stored: StoredInstance, header: bytes, url: str, memo: Memo | None = None
+) -> dict[str, Any]:
     """One instance's metadata: its header walked directly (pydicom where the walker
     declines), and Pixel Data as a BulkDataURI."""
     try:
         attributes = header_json(
-            header, stored.transfer_syntax, lambda tag: f"{url}/bulkdata/{tag:08X}"
+            header, stored.transfer_syntax, lambda tag: f"{url}/bulkdata/{tag:08X}", memo
         )
     except Unsupported as exc:
         log.debug("metadata of %s through pydicom: %s", stored.sop_uid, exc)

@@ -132,3 +132,18 @@ def test_real_samples_match_pydicom_or_are_declined(shared_data: Path) -> None:
             assert mine is not None and mine["vr"] == "SQ", f"{path.name} {tag}"
         matched += 1
     assert matched > 250
+
+
+def test_a_shared_memo_changes_nothing() -> None:
+    """Headers converted with one memo (as for a series) equal those converted alone, even
+    when the character set differs between them."""
+    first = _rich(str(ExplicitVRLittleEndian))
+    second = _rich(str(ExplicitVRLittleEndian))
+    second.SpecificCharacterSet = "ISO_IR 100"
+    second.PatientName = "Müller^Jürgen"
+    second.InstanceNumber = 2
+    memo: dict = {}
+    for ds in (first, second, first):
+        header, syntax = _header(ds)
+        assert header_json(header, syntax, _bulk, memo) == header_json(header, syntax, _bulk)
+    assert memo
