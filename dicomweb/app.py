@@ -16,7 +16,13 @@ from dicomweb.frames import multipart_octets, parse_frame_numbers, read_frames
 from dicomweb.http_cache import cache_headers, cors_middleware, etag_of, not_modified
 from dicomweb.json_model import DICOM_JSON, answer_json, encode_dicom_json
 from dicomweb.metadata_cache import MetadataCache
-from dicomweb.negotiate import NotAcceptable, acceptable_transfer_syntaxes
+from dicomweb.negotiate import (
+    OCTETS,
+    NotAcceptable,
+    acceptable_transfer_syntaxes,
+    can_decode_pixels,
+    choose,
+)
 from dicomweb.qido import build_query, check_uid
 from dicomweb.render import CannotRender, RenderOptions, render
 from dicomweb.stow import store_parts
@@ -187,7 +193,7 @@ async def frames(request: web.Request) -> web.StreamResponse:
     try:
         numbers = parse_frame_numbers(request.match_info["frames"])
         instances = await _instances(request)
-        keep_compressed = _accepts_any_syntax(request)
+        keep_compressed = _keeps_compressed(request, instances[0])
         found = await asyncio.to_thread(
             read_frames, request.app[ARCHIVE], instances[0], numbers, keep_compressed
         )
@@ -195,6 +201,8 @@ async def frames(request: web.Request) -> web.StreamResponse:
         return _error(400, str(exc))
     except NotFound as exc:
         return _error(404, str(exc))
+    except NotAcceptable as exc:
+        return _error(406, str(exc))
     body, content_type = multipart_octets(found)
     etag = etag_of(instances, "*" if keep_compressed else "")
     return web.Response(
@@ -208,7 +216,7 @@ async def bulkdata(request: web.Request) -> web.Response:
     try:
         tag = parse_tag(request.match_info["tag"])
         instances = await _instances(request)
-        keep_compressed = _accepts_any_syntax(request)
+        keep_compressed = _keeps_compressed(request, instances[0])
         found = await asyncio.to_thread(
             read_bulkdata, request.app[ARCHIVE], instances[0], tag, keep_compressed
         )
@@ -216,6 +224,8 @@ async def bulkdata(request: web.Request) -> web.Response:
         return _error(400, str(exc))
     except NotFound as exc:
         return _error(404, str(exc))
+    except NotAcceptable as exc:
+        return _error(406, str(exc))
     except Exception as exc:  # undecodable pixel data
         log.warning("bulkdata %s: %s: %s", request.path, type(exc).__name__, exc)
         return _error(406, f"cannot return this value uncompressed: {type(exc).__name__}: {exc}")
@@ -227,10 +237,18 @@ async def bulkdata(request: web.Request) -> web.Response:
     )
 
 
-def _accepts_any_syntax(request: web.Request) -> bool:
-    """Whether the client accepts compressed frames as stored (``transfer-syntax=*``)."""
-    text = request.query.get("accept", request.headers.get("Accept", ""))
-    return "transfer-syntax=*" in text.replace(" ", "")
+def _keeps_compressed(request: web.Request, stored: StoredInstance) -> bool:
+    """Whether pixel data goes out as stored (the client accepts ``*`` or the stored
+    syntax) rather than decoded to Explicit VR Little Endian; NotAcceptable when the
+    client accepts neither."""
+    acceptable = acceptable_transfer_syntaxes(request.headers, request.query, OCTETS)
+    syntax = choose(stored.transfer_syntax, acceptable, can_decode_pixels)
+    if syntax is None:
+        raise NotAcceptable(
+            f"pixel data stored as {stored.transfer_syntax} cannot be sent as any of "
+            f"{', '.join(acceptable)}"
+        )
+    return syntax == stored.transfer_syntax
 
 
 def _render_options(request: web.Request) -> RenderOptions:

@@ -15,7 +15,7 @@ uncompressed Little Endian syntax is produced by decoding the stored pixel data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pydicom.pixels.decoders.base import get_decoder
@@ -23,8 +23,11 @@ from pydicom.uid import UID
 
 from pacs.core.errors import InvalidQuery
 
+DICOM = "application/dicom"
+OCTETS = "application/octet-stream"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
+BIG_ENDIAN = "1.2.840.10008.1.2.2"
 ANY = "*"
 DEFAULT_TRANSFER_SYNTAX = EXPLICIT_LE
 PRODUCIBLE = (EXPLICIT_LE, IMPLICIT_LE)
@@ -82,15 +85,18 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
     return parts
 
 
-def acceptable_transfer_syntaxes(headers: Mapping[str, str], query: Mapping[str, str]) -> list[str]:
-    """The transfer syntaxes acceptable for ``application/dicom`` parts, preferred first;
-    raises NotAcceptable when no DICOM media type is acceptable at all."""
+def acceptable_transfer_syntaxes(
+    headers: Mapping[str, str], query: Mapping[str, str], part_type: str = DICOM
+) -> list[str]:
+    """The transfer syntaxes acceptable for parts of ``part_type`` (``application/dicom``
+    for instances, ``application/octet-stream`` for frames and bulk data), preferred
+    first; raises NotAcceptable when no such media type is acceptable at all."""
     from_query = "accept" in query
     text = query["accept"] if from_query else headers.get("Accept", "*/*") or "*/*"
     query_syntax = query.get("transfer-syntax") if from_query else None
     syntaxes: list[str] = []
     for media in parse_accept(text):
-        if not _is_dicom_range(media):
+        if not _is_acceptable_range(media, part_type):
             continue
         syntax = media.params.get("transfer-syntax") or query_syntax or DEFAULT_TRANSFER_SYNTAX
         if syntax != ANY and not _looks_like_uid(syntax):
@@ -100,20 +106,16 @@ def acceptable_transfer_syntaxes(headers: Mapping[str, str], query: Mapping[str,
     if not syntaxes:
         raise NotAcceptable(
             f"none of the acceptable media types ({text}) can be returned; this resource is "
-            'multipart/related; type="application/dicom"'
+            f'multipart/related; type="{part_type}"'
         )
     return syntaxes
 
 
-def _is_dicom_range(media: MediaRange) -> bool:
-    if media.media_type in ("*/*", "application/dicom", "application/*"):
+def _is_acceptable_range(media: MediaRange, part_type: str) -> bool:
+    if media.media_type in ("*/*", part_type, "application/*"):
         return True
     if media.media_type in ("multipart/related", "multipart/*"):
-        return media.params.get("type", "application/dicom").lower() in (
-            "application/dicom",
-            "*/*",
-            "application/*",
-        )
+        return media.params.get("type", part_type).lower() in (part_type, "*/*", "application/*")
     return False
 
 
@@ -126,7 +128,7 @@ def can_decode(stored_syntax: str) -> bool:
     the retired Explicit VR Big Endian: pydicom cannot re-encode it automatically)."""
     if stored_syntax in _REWRITABLE:
         return True
-    if stored_syntax == "1.2.840.10008.1.2.2":
+    if stored_syntax == BIG_ENDIAN:
         return False
     try:
         return bool(get_decoder(UID(stored_syntax)).is_available)
@@ -134,12 +136,20 @@ def can_decode(stored_syntax: str) -> bool:
         return False
 
 
-def choose(stored_syntax: str, acceptable: Sequence[str]) -> str | None:
+def can_decode_pixels(stored_syntax: str) -> bool:
+    """Whether pixel data alone (frames, bulk data) can be decoded to native Little Endian
+    (Big Endian included: pydicom's pixel_array reads it)."""
+    return stored_syntax == BIG_ENDIAN or can_decode(stored_syntax)
+
+
+def choose(
+    stored_syntax: str, acceptable: Sequence[str], convertible: Callable[[str], bool] = can_decode
+) -> str | None:
     """The syntax to send an instance in (its stored one when acceptable as is), or None
     when none of the acceptable syntaxes can be delivered."""
     for syntax in acceptable:
         if syntax in (ANY, stored_syntax):
             return stored_syntax
-        if syntax in PRODUCIBLE and can_decode(stored_syntax):
+        if syntax in PRODUCIBLE and convertible(stored_syntax):
             return syntax
     return None
