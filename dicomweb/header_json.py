@@ -66,7 +66,7 @@ class Unsupported(Exception):
 
 
 @lru_cache(maxsize=4096)
-def _dictionary_vr(tag: int) -> str:
+def dictionary_vr(tag: int) -> str:
     """The VR the data dictionary gives (UN when unknown; may be ambiguous, "US or SS")."""
     if tag >> 16 & 1 and 0x10 <= tag & 0xFFFF <= 0xFF:
         return "LO"  # private creator
@@ -105,7 +105,7 @@ class _Walker:
             (length,) = _UINT32.unpack_from(self.data, offset + 8)
             vr = vr_bytes.decode("ascii")
             if vr == "UN" and length != _UNDEFINED:
-                known = _dictionary_vr(tag)  # as pydicom does: UN of a known tag is read as such
+                known = dictionary_vr(tag)  # as pydicom does: UN of a known tag is read as such
                 if known == "SQ":
                     raise Unsupported(f"sequence {tag:08X} encoded as UN")
                 if known in _KNOWN_VRS or known == "US or SS":
@@ -118,7 +118,7 @@ class _Walker:
 
     def implicit_vr(self, tag: int) -> str:
         """The VR of an Implicit VR element (US or SS resolved by Pixel Representation)."""
-        vr = _dictionary_vr(tag)
+        vr = dictionary_vr(tag)
         if vr in _KNOWN_VRS:
             return vr
         if vr == "US or SS":
@@ -262,7 +262,7 @@ def _decimal(text: str) -> float | None:
         raise Unsupported(f"invalid DS value {text!r}") from None
 
 
-def _dataset_start(header: bytes) -> int:
+def dataset_start(header: bytes) -> int:
     """The offset after the File Meta group of a Part 10 header."""
     if header[128:132] != b"DICM":
         raise Unsupported("not a Part 10 header")
@@ -296,7 +296,7 @@ def header_json(
         raise Unsupported(f"transfer syntax {transfer_syntax}")
     walker = _Walker(header, transfer_syntax != _IMPLICIT, bulk_uri, {} if memo is None else memo)
     try:
-        result, _ = walker.dataset(_dataset_start(header), len(header), top=True)
+        result, _ = walker.dataset(dataset_start(header), len(header), top=True)
     except (struct.error, UnicodeError, LookupError, ValueError) as exc:
         raise Unsupported(f"{type(exc).__name__}: {exc}") from exc
     return result

@@ -51,7 +51,9 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
             exc.headers["Access-Control-Allow-Origin"] = "*"
             raise
     response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Expose-Headers"] = "ETag, Content-Type, Content-Length"
+    response.headers["Access-Control-Expose-Headers"] = (
+        "ETag, Content-Type, Content-Length, Content-Encoding, Warning"
+    )
     if request.method == "OPTIONS":
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = request.headers.get(

@@ -123,7 +123,7 @@ async def _write_stored(
 
 
 def _transcoded(archive: Archive, stored: StoredInstance, syntax: str) -> bytes:
-    return transcode(archive.read_instance(stored), syntax)
+    return transcode(archive.read_instance(stored), syntax, stored.transfer_syntax)
 
 
 def _instance_url(base: str, stored: StoredInstance) -> str:

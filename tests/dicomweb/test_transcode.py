@@ -66,12 +66,15 @@ def _compressed(number: int, syntax: str) -> tuple[Dataset, np.ndarray]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DICOMwebClient, dict]]:
     with serve(tmp_path_factory, "transcode") as server:
         plain = _original(5)
+        implicit = _original(6)
+        implicit.file_meta.TransferSyntaxUID = IMPLICIT
         made = {
             "jpeg": _jpeg_baseline(1),
             "jpegls": _compressed(2, JPEGLSLossless),
             "j2k": _compressed(3, JPEG2000Lossless),
             "rle": _compressed(4, RLELossless),
             "plain": (plain, plain.pixel_array.copy()),
+            "implicit": (implicit, implicit.pixel_array.copy()),
         }
         client = DICOMwebClient(url=f"http://127.0.0.1:{server.http_port}/dicom-web")
         client.store_instances([ds for ds, _ in made.values()])
@@ -86,7 +89,7 @@ def _retrieve(
     return client.retrieve_instance(STUDY, SERIES, str(ds.SOPInstanceUID), media_types=media_types)
 
 
-@pytest.mark.parametrize("name", ["jpegls", "j2k", "rle"])
+@pytest.mark.parametrize("name", ["jpegls", "j2k", "rle", "implicit"])
 def test_lossless_instances_come_back_uncompressed_pixel_for_pixel(
     site: tuple[DICOMwebClient, dict], name: str
 ) -> None:
@@ -142,7 +145,7 @@ def test_series_retrieve_transcodes_each_instance(site: tuple[DICOMwebClient, di
     assert len(got) == len(made)
     assert {str(ds.file_meta.TransferSyntaxUID) for ds in got} == {EXPLICIT}
     by_uid = {str(ds.SOPInstanceUID): ds for ds in got}
-    for name in ("jpegls", "j2k", "rle", "plain"):
+    for name in ("jpegls", "j2k", "rle", "plain", "implicit"):
         stored, pixels = made[name]
         assert np.array_equal(by_uid[str(stored.SOPInstanceUID)].pixel_array, pixels)
 
@@ -166,7 +169,7 @@ def test_series_with_some_instances_in_the_asked_syntax_is_206(
     accept = f'multipart/related; type="application/dicom"; transfer-syntax={JPEGLSLossless}'
     response = requests.get(url, headers={"Accept": accept}, timeout=30)
     assert response.status_code == 206
-    assert "4 instance(s) left out" in response.headers["Warning"]
+    assert "5 instance(s) left out" in response.headers["Warning"]
     ds = dcmread(BytesIO(_single_part(response)))
     assert ds.SOPInstanceUID == made["jpegls"][0].SOPInstanceUID
     assert ds.PixelData == made["jpegls"][0].PixelData
