@@ -20,8 +20,8 @@ from tests.factories import make_image, to_bytes
 
 def _differences(a: Dataset, b: Dataset, path: str = "") -> list[str]:
     """Elements whose values differ (group lengths aside; UN values compared as bytes)."""
-    keys_a = [k for k in a.keys() if k.element != 0]
-    keys_b = [k for k in b.keys() if k.element != 0]
+    keys_a = [element.tag for element in a if element.tag.element != 0]
+    keys_b = [element.tag for element in b if element.tag.element != 0]
     if keys_a != keys_b:
         return [f"{path}: {sorted(set(keys_a) ^ set(keys_b))}"]
     found = []
