@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from io import BytesIO
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +26,9 @@ from pydicom.uid import (
 )
 from requests.exceptions import HTTPError
 
-from dicomweb.negotiate import acceptable_transfer_syntaxes, choose, parse_accept
+from dicomweb.negotiate import acceptable_transfer_syntaxes, can_decode, choose, parse_accept
+from dicomweb.transcode import CannotTranscode, transcode
+from pacs.core.dicom_header import summarize
 from tests.e2e.helpers import serve
 from tests.factories import make_image, new_uid
 
@@ -226,3 +229,33 @@ def test_accept_parsing_rules() -> None:
     assert choose(str(RLELossless), [EXPLICIT]) == EXPLICIT
     assert choose(EXPLICIT, [str(JPEG2000Lossless)]) is None
     assert choose("1.2.840.10008.1.2.2", [EXPLICIT]) is None
+
+
+def test_real_compressed_samples_transcode(shared_data: Path) -> None:
+    """Up to three real samples per stored syntax: the Explicit VR Little Endian version
+    has the same pixels (lossless) and the same SOP Instance UID, or is refused cleanly."""
+    per_syntax: dict[str, int] = {}
+    converted = 0
+    for path in sorted((shared_data / "dicom-samples").rglob("*.dcm")):
+        try:
+            summary, part10 = summarize(path.read_bytes())
+        except Exception:  # refused at ingest
+            continue
+        syntax = summary.transfer_syntax
+        if syntax == EXPLICIT or per_syntax.get(syntax, 0) >= 3 or not can_decode(syntax):
+            continue
+        per_syntax[syntax] = per_syntax.get(syntax, 0) + 1
+        try:
+            out = dcmread(BytesIO(transcode(part10, EXPLICIT, syntax)))
+        except CannotTranscode:
+            continue
+        original = dcmread(BytesIO(part10))
+        assert out.file_meta.TransferSyntaxUID == EXPLICIT
+        assert out.SOPInstanceUID == original.SOPInstanceUID
+        if "PixelData" in original and syntax not in _LOSSY:
+            assert np.array_equal(out.pixel_array, original.pixel_array), path.name
+        converted += 1
+    assert converted >= 20
+
+
+_LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.91"}
