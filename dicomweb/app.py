@@ -12,7 +12,7 @@ from aiohttp import web
 
 from dicomweb.bulkdata import parse_tag, read_bulkdata
 from dicomweb.compression import accepts_gzip, compress, encoded_headers, wants_gzip
-from dicomweb.frames import multipart_octets, parse_frame_numbers, read_frames
+from dicomweb.frames import CannotDecode, multipart_octets, parse_frame_numbers, read_frames
 from dicomweb.http_cache import cache_headers, cors_middleware, etag_of, not_modified
 from dicomweb.json_model import DICOM_JSON, answer_json, encode_dicom_json
 from dicomweb.metadata_cache import MetadataCache
@@ -201,7 +201,8 @@ async def frames(request: web.Request) -> web.StreamResponse:
         return _error(400, str(exc))
     except NotFound as exc:
         return _error(404, str(exc))
-    except NotAcceptable as exc:
+    except (NotAcceptable, CannotDecode) as exc:
+        log.warning("frames %s: %s", request.path, exc)
         return _error(406, str(exc))
     body, content_type = multipart_octets(found)
     etag = etag_of(instances, "*" if keep_compressed else "")
@@ -224,11 +225,9 @@ async def bulkdata(request: web.Request) -> web.Response:
         return _error(400, str(exc))
     except NotFound as exc:
         return _error(404, str(exc))
-    except NotAcceptable as exc:
+    except (NotAcceptable, CannotDecode) as exc:
+        log.warning("bulkdata %s: %s", request.path, exc)
         return _error(406, str(exc))
-    except Exception as exc:  # undecodable pixel data
-        log.warning("bulkdata %s: %s: %s", request.path, type(exc).__name__, exc)
-        return _error(406, f"cannot return this value uncompressed: {type(exc).__name__}: {exc}")
     body, content_type = multipart_octets(found)
     etag = etag_of(instances, f"{tag:08X}{'*' if keep_compressed else ''}")
     return web.Response(

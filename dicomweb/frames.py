@@ -18,6 +18,10 @@ from pacs.core.model import StoredInstance
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99"}
 
 
+class CannotDecode(Exception):
+    """Compressed pixel data that cannot be decoded (unsupported or corrupt): 406."""
+
+
 @dataclass(frozen=True)
 class Frame:
     """One frame's bytes and the transfer syntax they are in."""
@@ -59,7 +63,13 @@ def read_frames(
     if syntax.is_compressed and keep_compressed:
         frames = list(generate_frames(ds.PixelData, number_of_frames=count))
         return [Frame(frames[n - 1], str(syntax)) for n in numbers]
-    array = ds.pixel_array  # decoded by the pylibjpeg plugins (or pydicom's own RLE)
+    try:
+        array = ds.pixel_array  # decoded by the pylibjpeg plugins (or pydicom's own RLE)
+    except Exception as exc:  # codec errors on unusual or corrupt pixel data
+        raise CannotDecode(
+            f"cannot decode the pixel data of {stored.sop_uid} ({stored.transfer_syntax}): "
+            f"{type(exc).__name__}: {exc}; ask with transfer-syntax=* to get it as stored"
+        ) from exc
     if count == 1:
         return [Frame(array.astype(array.dtype.newbyteorder("<")).tobytes(), "1.2.840.10008.1.2.1")]
     return [

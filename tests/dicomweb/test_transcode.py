@@ -36,12 +36,22 @@ EXPLICIT = "1.2.840.10008.1.2.1"
 IMPLICIT = "1.2.840.10008.1.2"
 STUDY = new_uid()
 SERIES = new_uid()
+BROKEN_SERIES = new_uid()
 
 
-def _original(number: int) -> Dataset:
+def _original(number: int, series: str = SERIES) -> Dataset:
     return make_image(
-        study_uid=STUDY, series_uid=SERIES, rows=64, columns=64, instance_number=number
+        study_uid=STUDY, series_uid=series, rows=64, columns=64, instance_number=number
     )
+
+
+def _broken() -> Dataset:
+    """RLE-labelled pixel data that is not RLE (a corrupt or mislabelled instance)."""
+    ds = _original(7, BROKEN_SERIES)
+    ds.PixelData = encapsulate([b"\x07" * 64])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    return ds
 
 
 def _jpeg_baseline(number: int) -> tuple[Dataset, np.ndarray]:
@@ -81,6 +91,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DICOMwebCli
         }
         client = DICOMwebClient(url=f"http://127.0.0.1:{server.http_port}/dicom-web")
         client.store_instances([ds for ds, _ in made.values()])
+        client.store_instances([_broken(), _original(8, BROKEN_SERIES)])
         yield client, made
 
 
@@ -259,3 +270,22 @@ def test_real_compressed_samples_transcode(shared_data: Path) -> None:
 
 
 _LOSSY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.91"}
+
+
+def test_undecodable_pixel_data_is_406_or_left_out(site: tuple[DICOMwebClient, dict]) -> None:
+    client, _ = site
+    series = client.search_for_instances(STUDY, BROKEN_SERIES)
+    broken = next(i["00080018"]["Value"][0] for i in series if i["00200013"]["Value"] == [7])
+    base = f"{client.base_url}/studies/{STUDY}/series/{BROKEN_SERIES}"
+    one = requests.get(f"{base}/instances/{broken}", headers={"Accept": "*/*"}, timeout=30)
+    assert one.status_code == 406
+    frames = requests.get(f"{base}/instances/{broken}/frames/1", timeout=30)
+    assert frames.status_code == 406 and "transfer-syntax=*" in frames.text
+    as_stored = requests.get(
+        f"{base}/instances/{broken}/frames/1",
+        headers={"Accept": "multipart/related; type=application/octet-stream; transfer-syntax=*"},
+        timeout=30,
+    )
+    assert as_stored.status_code == 200
+    whole = client.retrieve_series(STUDY, BROKEN_SERIES)  # the readable one still comes
+    assert [int(ds.InstanceNumber) for ds in whole] == [8]
