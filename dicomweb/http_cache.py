@@ -14,9 +14,10 @@ IMMUTABLE = "private, max-age=31536000, immutable"
 REVALIDATE = "private, no-cache"
 
 
-def etag_of(instances: Sequence[StoredInstance]) -> str:
-    """A strong validator: changes whenever an instance is added, replaced or removed."""
-    digest = hashlib.sha256()
+def etag_of(instances: Sequence[StoredInstance], variant: str = "") -> str:
+    """A strong validator: changes whenever an instance is added, replaced or removed
+    (and differs between representations, ``variant``, of the same instances)."""
+    digest = hashlib.sha256(variant.encode("utf-8"))
     for stored in sorted(instances, key=lambda s: s.sop_uid):
         digest.update(stored.sop_uid.encode("ascii"))
         digest.update(stored.sha256.encode("ascii"))
@@ -24,9 +25,13 @@ def etag_of(instances: Sequence[StoredInstance]) -> str:
 
 
 def not_modified(request: web.Request, etag: str) -> bool:
-    """Whether the client's If-None-Match already names this representation."""
+    """Whether the client's If-None-Match already names this resource's current data
+    (weak comparison, RFC 9110 13.1.2: ``W/`` ignored; the gzip form of the tag counts)."""
     wanted = request.headers.get("If-None-Match", "")
-    return any(tag.strip() in (etag, "*") for tag in wanted.split(",")) if wanted else False
+    if not wanted:
+        return False
+    current = {etag, f'{etag[:-1]}-gzip"', "*"}
+    return any(tag.strip().removeprefix("W/") in current for tag in wanted.split(","))
 
 
 def cache_headers(etag: str, single_instance: bool) -> dict[str, str]:
@@ -46,7 +51,9 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
             exc.headers["Access-Control-Allow-Origin"] = "*"
             raise
     response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Expose-Headers"] = "ETag, Content-Type, Content-Length"
+    response.headers["Access-Control-Expose-Headers"] = (
+        "ETag, Content-Type, Content-Length, Content-Encoding, Warning"
+    )
     if request.method == "OPTIONS":
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = request.headers.get(

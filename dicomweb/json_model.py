@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from aiohttp import web
 from pydicom.dataelem import DataElement
 
@@ -40,8 +41,12 @@ DICOM_JSON = "application/dicom+json"
 
 
 def encode_dicom_json(payload: Any) -> bytes:
-    """The UTF-8 JSON body."""
-    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    """The UTF-8 JSON body (orjson; the standard library for what orjson refuses, such as
+    integers beyond 64 bits from a malformed IS value)."""
+    try:
+        return orjson.dumps(payload)
+    except TypeError:
+        return json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
 
 def dicom_json_response(payload: Any, status: int = 200) -> web.Response:

@@ -77,3 +77,23 @@ def test_bad_frame_numbers(site: tuple[DICOMwebClient, dict], frames: str, statu
         f"/instances/{ds.SOPInstanceUID}/frames/{frames}"
     )
     assert requests.get(url, timeout=30).status_code == status
+
+
+def test_frames_in_a_named_syntax(site: tuple[DICOMwebClient, dict]) -> None:
+    """The stored syntax named explicitly is sent as stored; one we cannot produce is 406."""
+    client, data = site
+
+    def get(ds: Dataset, syntax: str) -> requests.Response:
+        url = (
+            f"{client.base_url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}/frames/1"
+        )
+        accept = f'multipart/related; type="application/octet-stream"; transfer-syntax={syntax}'
+        return requests.get(url, headers={"Accept": accept}, timeout=30)
+
+    as_stored = get(data["rle"], str(RLELossless))
+    assert as_stored.status_code == 200
+    assert f"transfer-syntax={RLELossless}".encode() in as_stored.content
+    refused = get(data["native"], str(RLELossless))
+    assert refused.status_code == 406
+    assert "cannot be sent" in refused.text
