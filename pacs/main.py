@@ -14,6 +14,7 @@ from multiprocessing.process import BaseProcess
 from aiohttp import web
 
 from dicomweb import build_dicomweb_app, wado_uri_handler
+from orthanc_compat import SystemInfo, build_orthanc_app, mount_at_root
 from pacs.core.archive import Archive
 from pacs.dimse.server import DimseServer
 from pacs.logging_setup import configure_logging
@@ -84,6 +85,13 @@ async def _serve_http(settings: Settings, archive: Archive, stop: asyncio.Event)
     app = build_app(archive)
     app.add_subapp("/dicom-web", build_dicomweb_app(archive, "/dicom-web"))
     app.router.add_get("/wado", wado_uri_handler(archive))  # where legacy links expect it
+    orthanc_info = SystemInfo(
+        name=settings.dimse.ae_title,
+        dicom_aet=settings.dimse.ae_title,
+        dicom_port=settings.dimse.port,
+        http_port=settings.http.port,
+    )
+    mount_at_root(app, build_orthanc_app(archive, orthanc_info))  # Orthanc's REST API at /
     runner = web.AppRunner(app, access_log=logging.getLogger("pacs.http.access"))
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)

@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset
 from pacs.core.answer import Answer
 from pacs.core.group_commit import GroupCommitter
 from pacs.core.index.db import Database
+from pacs.core.index.resources import ResourceIndex
 from pacs.core.index.sql_index import AddResult, PendingAdd, SqlIndex
 from pacs.core.ingest import Ingest, StoreResult
 from pacs.core.model import StoredInstance
@@ -36,6 +37,7 @@ class Archive:
     ) -> None:
         self.index = index
         self.blobs = blobs
+        self.resources = ResourceIndex(index.database)  # reads by public id
         self._writer_conn = index.database.connect()
         self._committer: GroupCommitter[PendingAdd, AddResult] = GroupCommitter(
             self._write_batch, batch_max=batch_max

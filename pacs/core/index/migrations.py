@@ -99,6 +99,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 created_at {float} NOT NULL)""",
         ],
     ),
+    (
+        2,
+        "public resource ids (SHA-1 of the DICOM identifiers, as Orthanc's)",
+        [
+            statement
+            for table in ("patients", "studies", "series", "instances")
+            for statement in (
+                f"ALTER TABLE {table} ADD COLUMN public_id TEXT",
+                f"CREATE INDEX {table}_public_id ON {table} (public_id)",
+            )
+        ],
+    ),
 ]
 
 

@@ -1,0 +1,112 @@
+"""``/patients``, ``/studies``, ``/series``, ``/instances``: lists, one resource, its
+children and parents."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from orthanc_compat.errors import BAD_REQUEST, OrthancError
+from orthanc_compat.keys import (
+    LEVEL_OF_PATH,
+    archive_of,
+    flag,
+    int_arg,
+    json_response,
+    resource_id,
+)
+from orthanc_compat.shapes import ShapeBuilder
+from pacs.core.archive import Archive
+from pacs.core.index.resources import Resource
+from pacs.core.model import Level
+
+MAX_LIST = 100_000  # the most resources one list answers when no limit is given
+
+
+def _level(request: web.Request) -> Level:
+    return LEVEL_OF_PATH[request.match_info["level"]]
+
+
+def _list(archive: Archive, level: Level, expand: bool, since: int, limit: int) -> list[Any]:
+    if not expand:
+        return list(archive.resources.public_ids(level, since, limit or MAX_LIST))
+    resources = archive.resources.page(level, since, limit or MAX_LIST)
+    return ShapeBuilder(archive).expand(resources)
+
+
+async def list_resources(request: web.Request) -> web.Response:
+    """``GET /{level}`` with ``expand``, ``since`` and ``limit``."""
+    level = _level(request)
+    since, limit = int_arg(request, "since"), int_arg(request, "limit")
+    if "since" in request.query and "limit" not in request.query:
+        raise OrthancError(400, BAD_REQUEST, 'Missing "limit" argument')
+    body = await asyncio.to_thread(
+        _list, archive_of(request), level, flag(request, "expand"), since, limit
+    )
+    return json_response(body)
+
+
+def one_resource(archive: Archive, level: Level, public_id: str) -> Resource:
+    """The resource or NotFound."""
+    return archive.resources.get(level, public_id)
+
+
+def _expand_one(archive: Archive, level: Level, public_id: str) -> dict[str, Any]:
+    resource = one_resource(archive, level, public_id)
+    return ShapeBuilder(archive).expand([resource])[0]
+
+
+async def get_resource(request: web.Request) -> web.Response:
+    """``GET /{level}/{id}``."""
+    body = await asyncio.to_thread(
+        _expand_one, archive_of(request), _level(request), resource_id(request)
+    )
+    return json_response(body)
+
+
+def _related(archive: Archive, level: Level, public_id: str, target: Level) -> Any:
+    resource = one_resource(archive, level, public_id)
+    builder = ShapeBuilder(archive)
+    if target > level:
+        return builder.expand(archive.resources.descendants(level, resource.pk, target))
+    return builder.expand([archive.resources.ancestor(level, resource.pk, target)])[0]
+
+
+def related_handler(target: Level) -> Any:
+    """``GET /{level}/{id}/{children or parent}``: children as a list, a parent as one object."""
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(
+            _related, archive_of(request), _level(request), resource_id(request), target
+        )
+        return json_response(body)
+
+    return handler
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the resource routes."""
+    levels = "{level:patients|studies|series|instances}"
+    app.router.add_get(f"/{levels}", list_resources)
+    app.router.add_get(f"/{levels}/{{id}}", get_resource)
+    for parent, children in (
+        ("patients", ("studies", "series", "instances")),
+        ("studies", ("series", "instances")),
+        ("series", ("instances",)),
+    ):
+        for child in children:
+            app.router.add_get(
+                f"/{{level:{parent}}}/{{id}}/{child}", related_handler(LEVEL_OF_PATH[child])
+            )
+    for child, parents in (
+        ("studies", ("patient",)),
+        ("series", ("study", "patient")),
+        ("instances", ("series", "study", "patient")),
+    ):
+        for parent in parents:
+            target = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.SERIES}
+            app.router.add_get(
+                f"/{{level:{child}}}/{{id}}/{parent}", related_handler(target[parent])
+            )

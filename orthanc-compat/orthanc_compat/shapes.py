@@ -1,0 +1,228 @@
+"""Resources as Orthanc shows them: ``MainDicomTags``, parents, children, ``IsStable``...
+
+Orthanc 1.10.1's main DICOM tags of each level come from the index columns where we have
+them, and from the stored header of the resource's most recent instance for the others.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from pacs.core.archive import Archive
+from pacs.core.dicom_header import parse_stored_header
+from pacs.core.index.resources import Resource
+from pacs.core.model import Level
+
+STABLE_AGE = 60.0  # seconds without a new instance before a resource is stable (Orthanc's)
+
+TYPE_NAME: dict[Level, str] = {
+    Level.PATIENT: "Patient",
+    Level.STUDY: "Study",
+    Level.SERIES: "Series",
+    Level.IMAGE: "Instance",
+}
+PATH_NAME: dict[Level, str] = {
+    Level.PATIENT: "patients",
+    Level.STUDY: "studies",
+    Level.SERIES: "series",
+    Level.IMAGE: "instances",
+}
+CHILDREN_KEY: dict[Level, str] = {
+    Level.PATIENT: "Studies",
+    Level.STUDY: "Series",
+    Level.SERIES: "Instances",
+}
+PARENT_KEY: dict[Level, str] = {
+    Level.STUDY: "ParentPatient",
+    Level.SERIES: "ParentStudy",
+    Level.IMAGE: "ParentSeries",
+}
+
+# Orthanc 1.10.1's main DICOM tags: those the index has in columns...
+INDEXED_MAIN_TAGS: dict[Level, tuple[str, ...]] = {
+    Level.PATIENT: ("PatientBirthDate", "PatientID", "PatientName", "PatientSex"),
+    Level.STUDY: (
+        "AccessionNumber",
+        "ReferringPhysicianName",
+        "StudyDate",
+        "StudyDescription",
+        "StudyID",
+        "StudyInstanceUID",
+        "StudyTime",
+    ),
+    Level.SERIES: (
+        "BodyPartExamined",
+        "Modality",
+        "SeriesDate",
+        "SeriesDescription",
+        "SeriesInstanceUID",
+        "SeriesNumber",
+        "SeriesTime",
+    ),
+    Level.IMAGE: ("InstanceNumber", "SOPInstanceUID"),
+}
+# ... and those read from the stored header.
+HEADER_MAIN_TAGS: dict[Level, tuple[str, ...]] = {
+    Level.PATIENT: ("OtherPatientIDs",),
+    Level.STUDY: ("InstitutionName", "RequestedProcedureDescription", "RequestingPhysician"),
+    Level.SERIES: (
+        "AcquisitionDeviceProcessingDescription",
+        "CardiacNumberOfImages",
+        "ContrastBolusAgent",
+        "ImageOrientationPatient",
+        "ImagesInAcquisition",
+        "Manufacturer",
+        "NumberOfSlices",
+        "NumberOfTemporalPositions",
+        "NumberOfTimeSlices",
+        "OperatorsName",
+        "PerformedProcedureStepDescription",
+        "ProtocolName",
+        "SequenceName",
+        "SeriesType",
+        "StationName",
+    ),
+    Level.IMAGE: (
+        "AcquisitionNumber",
+        "ImageIndex",
+        "ImageOrientationPatient",
+        "ImagePositionPatient",
+        "InstanceCreationDate",
+        "InstanceCreationTime",
+        "NumberOfFrames",
+        "TemporalPositionIdentifier",
+    ),
+}
+
+
+def orthanc_time(seconds: float) -> str:
+    """``20240115T101500`` (UTC), Orthanc's date format."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds))
+
+
+def element_text(value: Any) -> str:
+    """A DICOM value as Orthanc writes it in JSON: text, multiple values joined by ``\\``."""
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(element_text(v) for v in value)
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return str(value)
+
+
+def _column_tags(level: Level, values: dict[str, Any]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for keyword in INDEXED_MAIN_TAGS[level]:
+        value = values.get(keyword)
+        if value not in (None, ""):
+            tags[keyword] = str(value)
+    return tags
+
+
+def _header_tags(level: Level, header: Dataset | None) -> dict[str, str]:
+    if header is None:
+        return {}
+    tags: dict[str, str] = {}
+    for keyword in HEADER_MAIN_TAGS[level]:
+        try:
+            element = header.data_element(keyword)
+        except Exception:  # an undecodable stored value: leave it out
+            continue
+        if element is not None and element.VR != "SQ":
+            tags[keyword] = element_text(element.value)
+    return tags
+
+
+class ShapeBuilder:
+    """Builds the Orthanc JSON of many resources with few index reads."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+
+    def headers(self, level: Level, resources: Sequence[Resource]) -> dict[int, Dataset]:
+        """The parsed header of each resource's most recent instance."""
+        raw = self.archive.index.representative_headers(level, [r.pk for r in resources])
+        parsed: dict[int, Dataset] = {}
+        for pk, header in raw.items():
+            try:
+                parsed[pk] = parse_stored_header(header)
+            except Exception:  # a header that no longer parses: main tags from columns only
+                continue
+        return parsed
+
+    def expand(self, resources: Sequence[Resource]) -> list[dict[str, Any]]:
+        """The full JSON of each resource (all of one level)."""
+        if not resources:
+            return []
+        level = resources[0].level
+        headers = self.headers(level, resources)
+        children = self.archive.resources.children(level, [r.pk for r in resources])
+        now = time.time()
+        return [self._one(r, headers.get(r.pk), children.get(r.pk, []), now) for r in resources]
+
+    def _one(
+        self, resource: Resource, header: Dataset | None, children: list[str], now: float
+    ) -> dict[str, Any]:
+        level = resource.level
+        main = _column_tags(level, resource.values)
+        main.update(_header_tags(level, header))
+        body: dict[str, Any] = {
+            "ID": resource.public_id,
+            "MainDicomTags": dict(sorted(main.items())),
+            "Type": TYPE_NAME[level],
+        }
+        if level in PARENT_KEY:
+            body[PARENT_KEY[level]] = resource.parent_id
+        if level in CHILDREN_KEY:
+            body[CHILDREN_KEY[level]] = children
+        if level != Level.IMAGE:
+            body["IsStable"] = now - resource.updated_at >= STABLE_AGE
+            body["LastUpdate"] = orthanc_time(resource.updated_at)
+        if level == Level.STUDY:
+            patient = _column_tags(Level.PATIENT, resource.values)
+            patient.update(_header_tags(Level.PATIENT, header))
+            body["PatientMainDicomTags"] = dict(sorted(patient.items()))
+        if level == Level.SERIES:
+            expected = _expected_instances(header)
+            body["ExpectedNumberOfInstances"] = expected
+            body["Status"] = _series_status(expected, len(children))
+        if level == Level.IMAGE:
+            body["FileSize"] = int(resource.extra["size"])
+            body["FileUuid"] = file_uuid(str(resource.extra["blob_key"]))
+            number = resource.values.get("InstanceNumber")
+            body["IndexInSeries"] = int(number) if number is not None else None
+        return dict(sorted(body.items()))
+
+
+def _expected_instances(header: Dataset | None) -> int | None:
+    """Orthanc's guess of a series' size: Images In Acquisition or Cardiac Number of Images."""
+    if header is None:
+        return None
+    for keyword in ("ImagesInAcquisition", "CardiacNumberOfImages"):
+        try:
+            value = header.get(keyword)
+            if value not in (None, ""):
+                return int(value)
+        except Exception:
+            continue
+    return None
+
+
+def _series_status(expected: int | None, count: int) -> str:
+    if expected is None:
+        return "Unknown"
+    if count == expected:
+        return "Complete"
+    return "Missing" if count < expected else "Inconsistent"
+
+
+def file_uuid(blob_key: str) -> str:
+    """A UUID for the stored file (its blob key's random part), like Orthanc's attachment id."""
+    hex_part = blob_key[-32:].lower().rjust(32, "0")
+    return "-".join((hex_part[:8], hex_part[8:12], hex_part[12:16], hex_part[16:20], hex_part[20:]))
