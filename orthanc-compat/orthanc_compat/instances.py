@@ -16,7 +16,7 @@ from pydicom.errors import InvalidDicomError
 
 from orthanc_compat import pixels
 from orthanc_compat.errors import BAD_FILE_FORMAT, INEXISTENT_TAG, UNKNOWN_RESOURCE, OrthancError
-from orthanc_compat.keys import archive_of, flag, json_response, resource_id
+from orthanc_compat.keys import add_route, archive_of, flag, json_response, resource_id
 from orthanc_compat.shapes import element_text
 from orthanc_compat.tags import full_tags, short_tags, simplified_tags
 from pacs.core.archive import Archive
@@ -163,24 +163,24 @@ def _image_route(
 def add_routes(app: web.Application) -> None:
     """Register the instance content routes."""
     base = "/instances/{id}"
-    app.router.add_get(f"{base}/file", get_file)
-    app.router.add_get(f"{base}/tags", get_tags)
-    app.router.add_get(f"{base}/simplified-tags", get_simplified_tags)
-    app.router.add_get(f"{base}/header", get_header)
-    app.router.add_get(f"{base}/content", get_content)
-    app.router.add_get(f"{base}/content/{{path:.+}}", get_content)
-    app.router.add_get(f"{base}/frames", get_frames)
+    add_route(app, "GET", f"{base}/file", get_file)
+    add_route(app, "GET", f"{base}/tags", get_tags)
+    add_route(app, "GET", f"{base}/simplified-tags", get_simplified_tags)
+    add_route(app, "GET", f"{base}/header", get_header)
+    add_route(app, "GET", f"{base}/content", get_content)
+    add_route(app, "GET", f"{base}/content/{{path:.+}}", get_content)
+    add_route(app, "GET", f"{base}/frames", get_frames)
     raw = _image_route(lambda ds, n, _: pixels.raw_frame_at(ds, n), "application/octet-stream")
     preview = _image_route(lambda ds, n, mime: pixels.eight_bit(ds, n, use_voi=False, mime=mime))
     rendered = _image_route(lambda ds, n, mime: pixels.eight_bit(ds, n, use_voi=True, mime=mime))
     uint16 = _image_route(lambda ds, n, _: pixels.uint16_png(ds, n), "image/png")
     int16 = _image_route(lambda ds, n, _: pixels.uint16_png(ds, n, signed=True), "image/png")
-    app.router.add_get(f"{base}/frames/{{frame}}/raw", raw)
-    app.router.add_get(f"{base}/frames/{{frame}}/preview", preview)
-    app.router.add_get(f"{base}/frames/{{frame}}/rendered", rendered)
-    app.router.add_get(f"{base}/frames/{{frame}}/image-uint16", uint16)
-    app.router.add_get(f"{base}/frames/{{frame}}/image-int16", int16)
-    app.router.add_get(f"{base}/preview", preview)
-    app.router.add_get(f"{base}/rendered", rendered)
-    app.router.add_get(f"{base}/image-uint16", uint16)
-    app.router.add_get(f"{base}/image-int16", int16)
+    add_route(app, "GET", f"{base}/frames/{{frame}}/raw", raw)
+    add_route(app, "GET", f"{base}/frames/{{frame}}/preview", preview)
+    add_route(app, "GET", f"{base}/frames/{{frame}}/rendered", rendered)
+    add_route(app, "GET", f"{base}/frames/{{frame}}/image-uint16", uint16)
+    add_route(app, "GET", f"{base}/frames/{{frame}}/image-int16", int16)
+    add_route(app, "GET", f"{base}/preview", preview)
+    add_route(app, "GET", f"{base}/rendered", rendered)
+    add_route(app, "GET", f"{base}/image-uint16", uint16)
+    add_route(app, "GET", f"{base}/image-int16", int16)

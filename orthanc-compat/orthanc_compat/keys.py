@@ -89,3 +89,9 @@ def json_response(body: Any, status: int = 200) -> web.Response:
         status=status,
         content_type="application/json",
     )
+
+
+def add_route(app: web.Application, method: str, path: str, handler: Any) -> None:
+    """Register a route at ``path`` and ``path/`` (Orthanc answers both; clients send both)."""
+    app.router.add_route(method, path, handler)
+    app.router.add_route(method, path + "/", handler)

@@ -11,6 +11,7 @@ from aiohttp import web
 from orthanc_compat.errors import BAD_REQUEST, OrthancError
 from orthanc_compat.keys import (
     LEVEL_OF_PATH,
+    add_route,
     archive_of,
     flag,
     int_arg,
@@ -89,16 +90,19 @@ def related_handler(target: Level) -> Any:
 def add_routes(app: web.Application) -> None:
     """Register the resource routes."""
     levels = "{level:patients|studies|series|instances}"
-    app.router.add_get(f"/{levels}", list_resources)
-    app.router.add_get(f"/{levels}/{{id}}", get_resource)
+    add_route(app, "GET", f"/{levels}", list_resources)
+    add_route(app, "GET", f"/{levels}/{{id}}", get_resource)
     for parent, children in (
         ("patients", ("studies", "series", "instances")),
         ("studies", ("series", "instances")),
         ("series", ("instances",)),
     ):
         for child in children:
-            app.router.add_get(
-                f"/{{level:{parent}}}/{{id}}/{child}", related_handler(LEVEL_OF_PATH[child])
+            add_route(
+                app,
+                "GET",
+                f"/{{level:{parent}}}/{{id}}/{child}",
+                related_handler(LEVEL_OF_PATH[child]),
             )
     for child, parents in (
         ("studies", ("patient",)),
@@ -107,6 +111,6 @@ def add_routes(app: web.Application) -> None:
     ):
         for parent in parents:
             target = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.SERIES}
-            app.router.add_get(
-                f"/{{level:{child}}}/{{id}}/{parent}", related_handler(target[parent])
+            add_route(
+                app, "GET", f"/{{level:{child}}}/{{id}}/{parent}", related_handler(target[parent])
             )

@@ -11,7 +11,7 @@ from aiohttp import web
 from pydicom.uid import generate_uid
 
 from orthanc_compat.errors import BAD_REQUEST, NOT_IMPLEMENTED, OrthancError
-from orthanc_compat.keys import SYSTEM, archive_of, flag, int_arg, json_response
+from orthanc_compat.keys import SYSTEM, add_route, archive_of, flag, int_arg, json_response
 from orthanc_compat.shapes import PATH_NAME, TYPE_NAME, orthanc_time
 from pacs.core.archive import Archive
 from pacs.core.model import Level
@@ -141,10 +141,10 @@ async def execute_script(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the system routes."""
-    app.router.add_get("/system", system)
-    app.router.add_get("/statistics", statistics)
-    app.router.add_get("/changes", changes)
-    app.router.add_get("/tools/now", now)
-    app.router.add_get("/tools/now-local", now_local)
-    app.router.add_get("/tools/generate-uid", generate_uid_handler)
-    app.router.add_post("/tools/execute-script", execute_script)
+    add_route(app, "GET", "/system", system)
+    add_route(app, "GET", "/statistics", statistics)
+    add_route(app, "GET", "/changes", changes)
+    add_route(app, "GET", "/tools/now", now)
+    add_route(app, "GET", "/tools/now-local", now_local)
+    add_route(app, "GET", "/tools/generate-uid", generate_uid_handler)
+    add_route(app, "POST", "/tools/execute-script", execute_script)

@@ -16,7 +16,7 @@ from orthanc_compat.errors import (
     UNKNOWN_DICOM_TAG,
     OrthancError,
 )
-from orthanc_compat.keys import archive_of, json_body, json_response
+from orthanc_compat.keys import add_route, archive_of, json_body, json_response
 from orthanc_compat.shapes import PATH_NAME, TYPE_NAME, ShapeBuilder, element_text
 from pacs.core.answer import Answer
 from pacs.core.archive import Archive
@@ -90,6 +90,9 @@ def parse_find(body: Any) -> FindRequest:
         filters[keyword] = text
         if keyword not in INDEXED:
             kinds[keyword] = kind_for_vr(str(dictionary_VR(keyword)))
+    for unsupported in ("Labels", "OrderBy"):  # sent empty by some clients
+        if body.get(unsupported):
+            raise OrthancError(400, BAD_REQUEST, f'"{unsupported}" is not supported yet')
     requested = body.get("RequestedTags", [])
     if not isinstance(requested, list) or not all(isinstance(t, str) for t in requested):
         raise OrthancError(400, BAD_REQUEST, '"RequestedTags" must be a list of tag names')
@@ -189,5 +192,5 @@ async def lookup_handler(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the tool routes."""
-    app.router.add_post("/tools/find", find_handler)
-    app.router.add_post("/tools/lookup", lookup_handler)
+    add_route(app, "POST", "/tools/find", find_handler)
+    add_route(app, "POST", "/tools/lookup", lookup_handler)

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from orthanc_compat.errors import BAD_FILE_FORMAT, BAD_REQUEST, OrthancError
-from orthanc_compat.keys import archive_of, json_response
+from orthanc_compat.keys import add_route, archive_of, json_response
 from orthanc_compat.shapes import PARENT_KEY, PATH_NAME
 from pacs.core.archive import Archive
 from pacs.core.errors import PacsError
@@ -78,4 +78,4 @@ async def post_instances(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the upload route."""
-    app.router.add_post("/instances", post_instances)
+    add_route(app, "POST", "/instances", post_instances)
