@@ -18,7 +18,7 @@ from orthanc_compat.keys import (
     json_response,
     resource_id,
 )
-from orthanc_compat.shapes import ShapeBuilder
+from orthanc_compat.shapes import PATH_NAME, TYPE_NAME, ShapeBuilder
 from pacs.core.archive import Archive
 from pacs.core.index.resources import Resource
 from pacs.core.model import Level
@@ -87,11 +87,34 @@ def related_handler(target: Level) -> Any:
     return handler
 
 
+def _delete(archive: Archive, level: Level, public_id: str) -> dict[str, Any]:
+    deletion = archive.delete(level, public_id)
+    if deletion.remaining is None:
+        return {"RemainingAncestor": None}
+    parent_level, parent_id = deletion.remaining
+    return {
+        "RemainingAncestor": {
+            "ID": parent_id,
+            "Path": f"/{PATH_NAME[parent_level]}/{parent_id}",
+            "Type": TYPE_NAME[parent_level],
+        }
+    }
+
+
+async def delete_resource(request: web.Request) -> web.Response:
+    """``DELETE /{level}/{id}``: the resource, everything below it, and emptied parents."""
+    body = await asyncio.to_thread(
+        _delete, archive_of(request), _level(request), resource_id(request)
+    )
+    return json_response(body)
+
+
 def add_routes(app: web.Application) -> None:
     """Register the resource routes."""
     levels = "{level:patients|studies|series|instances}"
     add_route(app, "GET", f"/{levels}", list_resources)
     add_route(app, "GET", f"/{levels}/{{id}}", get_resource)
+    add_route(app, "DELETE", f"/{levels}/{{id}}", delete_resource)
     for parent, children in (
         ("patients", ("studies", "series", "instances")),
         ("studies", ("series", "instances")),
