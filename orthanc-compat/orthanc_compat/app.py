@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRuleMatching, MatchedSubAppResource
 
-from orthanc_compat import instances, resources, system, tools, upload
+from orthanc_compat import instances, resources, system, tools, upload, zip_archive
 from orthanc_compat.errors import orthanc_errors
 from orthanc_compat.keys import ARCHIVE, SYSTEM, SystemInfo
 from pacs.core.archive import Archive
@@ -23,6 +23,7 @@ def build_orthanc_app(archive: Archive, info: SystemInfo | None = None) -> web.A
     upload.add_routes(app)
     tools.add_routes(app)
     system.add_routes(app)
+    zip_archive.add_routes(app)
     return app
 
 
