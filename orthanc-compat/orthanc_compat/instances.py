@@ -17,8 +17,8 @@ from pydicom.errors import InvalidDicomError
 from orthanc_compat import pixels
 from orthanc_compat.errors import BAD_FILE_FORMAT, INEXISTENT_TAG, UNKNOWN_RESOURCE, OrthancError
 from orthanc_compat.keys import add_route, archive_of, flag, json_response, resource_id
-from orthanc_compat.shapes import element_text
 from orthanc_compat.tags import full_tags, short_tags, simplified_tags
+from orthanc_compat.text import element_text
 from pacs.core.archive import Archive
 from pacs.core.model import Level, StoredInstance
 

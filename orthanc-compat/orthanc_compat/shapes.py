@@ -10,9 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-
+from orthanc_compat.header_scan import from_dataset, scan
 from pacs.core.archive import Archive
 from pacs.core.dicom_header import parse_stored_header
 from pacs.core.index.resources import Resource
@@ -105,17 +103,6 @@ def orthanc_time(seconds: float) -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds))
 
 
-def element_text(value: Any) -> str:
-    """A DICOM value as Orthanc writes it in JSON: text, multiple values joined by ``\\``."""
-    if value is None:
-        return ""
-    if isinstance(value, MultiValue | list | tuple):
-        return "\\".join(element_text(v) for v in value)
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    return str(value)
-
-
 def _column_tags(level: Level, values: dict[str, Any]) -> dict[str, str]:
     tags: dict[str, str] = {}
     for keyword in INDEXED_MAIN_TAGS[level]:
@@ -125,18 +112,18 @@ def _column_tags(level: Level, values: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
-def _header_tags(level: Level, header: Dataset | None) -> dict[str, str]:
-    if header is None:
-        return {}
-    tags: dict[str, str] = {}
-    for keyword in HEADER_MAIN_TAGS[level]:
-        try:
-            element = header.data_element(keyword)
-        except Exception:  # an undecodable stored value: leave it out
-            continue
-        if element is not None and element.VR != "SQ":
-            tags[keyword] = element_text(element.value)
-    return tags
+def _header_keywords(level: Level) -> tuple[str, ...]:
+    """The header attributes a resource of this level shows (a study: its patient's too)."""
+    keywords = HEADER_MAIN_TAGS[level]
+    if level == Level.STUDY:
+        keywords += HEADER_MAIN_TAGS[Level.PATIENT]
+    if level == Level.SERIES:
+        keywords += ("ImagesInAcquisition", "CardiacNumberOfImages")
+    return tuple(sorted(set(keywords)))
+
+
+def _header_tags(level: Level, header: dict[str, str]) -> dict[str, str]:
+    return {k: header[k] for k in HEADER_MAIN_TAGS[level] if k in header}
 
 
 class ShapeBuilder:
@@ -145,16 +132,20 @@ class ShapeBuilder:
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
 
-    def headers(self, level: Level, resources: Sequence[Resource]) -> dict[int, Dataset]:
-        """The parsed header of each resource's most recent instance."""
+    def headers(self, level: Level, resources: Sequence[Resource]) -> dict[int, dict[str, str]]:
+        """The header main tags of each resource, from its most recent instance's header."""
+        keywords = _header_keywords(level)
         raw = self.archive.index.representative_headers(level, [r.pk for r in resources])
-        parsed: dict[int, Dataset] = {}
+        found: dict[int, dict[str, str]] = {}
         for pk, header in raw.items():
-            try:
-                parsed[pk] = parse_stored_header(header)
-            except Exception:  # a header that no longer parses: main tags from columns only
-                continue
-        return parsed
+            scanned = scan(header, keywords)
+            if scanned is None:  # unusual encoding: parse it properly
+                try:
+                    scanned = from_dataset(parse_stored_header(header), keywords)
+                except Exception:  # a header that no longer parses: columns only
+                    continue
+            found[pk] = scanned
+        return found
 
     def expand(self, resources: Sequence[Resource]) -> list[dict[str, Any]]:
         """The full JSON of each resource (all of one level)."""
@@ -164,10 +155,10 @@ class ShapeBuilder:
         headers = self.headers(level, resources)
         children = self.archive.resources.children(level, [r.pk for r in resources])
         now = time.time()
-        return [self._one(r, headers.get(r.pk), children.get(r.pk, []), now) for r in resources]
+        return [self._one(r, headers.get(r.pk, {}), children.get(r.pk, []), now) for r in resources]
 
     def _one(
-        self, resource: Resource, header: Dataset | None, children: list[str], now: float
+        self, resource: Resource, header: dict[str, str], children: list[str], now: float
     ) -> dict[str, Any]:
         level = resource.level
         main = _column_tags(level, resource.values)
@@ -200,16 +191,13 @@ class ShapeBuilder:
         return dict(sorted(body.items()))
 
 
-def _expected_instances(header: Dataset | None) -> int | None:
+def _expected_instances(header: dict[str, str]) -> int | None:
     """Orthanc's guess of a series' size: Images In Acquisition or Cardiac Number of Images."""
-    if header is None:
-        return None
     for keyword in ("ImagesInAcquisition", "CardiacNumberOfImages"):
         try:
-            value = header.get(keyword)
-            if value not in (None, ""):
-                return int(value)
-        except Exception:
+            if header.get(keyword):
+                return int(header[keyword])
+        except ValueError:
             continue
     return None
 

@@ -7,7 +7,7 @@ from typing import Any
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from orthanc_compat.shapes import element_text
+from orthanc_compat.text import element_text
 
 MAX_STRING = 256  # Orthanc's default: longer values are "TooLong" (null)
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})

@@ -17,7 +17,8 @@ from orthanc_compat.errors import (
     OrthancError,
 )
 from orthanc_compat.keys import add_route, archive_of, json_body, json_response
-from orthanc_compat.shapes import PATH_NAME, TYPE_NAME, ShapeBuilder, element_text
+from orthanc_compat.shapes import PATH_NAME, TYPE_NAME, ShapeBuilder
+from orthanc_compat.text import element_text
 from pacs.core.answer import Answer
 from pacs.core.archive import Archive
 from pacs.core.index.sql_index import Record
