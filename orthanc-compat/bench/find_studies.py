@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -71,9 +72,23 @@ def _start_orthanc(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, f"http://127.0.0.1:{http}"
 
 
-def _upload(urls: list[str], count: int) -> None:
-    session = requests.Session()
+def _post(url: str, raw: bytes) -> None:
+    """POST one file on this thread's session; retried when a kept-alive socket was closed."""
+    session = getattr(_local, "session", None) or requests.Session()
+    _local.session = session
+    for attempt in range(3):
+        try:
+            session.post(f"{url}/instances", data=raw, timeout=60).raise_for_status()
+            return
+        except requests.ConnectionError:
+            if attempt == 2:
+                raise
 
+
+_local = threading.local()
+
+
+def _upload(urls: list[str], count: int) -> None:
     def one(n: int) -> None:
         ds = make_image(
             patient_id=f"P{n % 5000:05d}",
@@ -86,7 +101,7 @@ def _upload(urls: list[str], count: int) -> None:
         )
         raw = to_bytes(ds)
         for url in urls:
-            session.post(f"{url}/instances", data=raw, timeout=60).raise_for_status()
+            _post(url, raw)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one, range(count)))

@@ -21,6 +21,7 @@ from orthanc_compat.shapes import PATH_NAME, TYPE_NAME, ShapeBuilder
 from orthanc_compat.text import element_text
 from pacs.core.answer import Answer
 from pacs.core.archive import Archive
+from pacs.core.index.labels import Constraint, check_label
 from pacs.core.index.sql_index import Record
 from pacs.core.model import INDEXED, Level, MatchKind
 from pacs.core.query import Query, kind_for_vr
@@ -43,6 +44,8 @@ class FindRequest:
     expand: bool
     case_sensitive: bool
     requested_tags: tuple[str, ...]
+    labels: tuple[str, ...] = ()
+    labels_constraint: Constraint = "All"
 
 
 def keyword_of(name: str) -> str:
@@ -91,9 +94,14 @@ def parse_find(body: Any) -> FindRequest:
         filters[keyword] = text
         if keyword not in INDEXED:
             kinds[keyword] = kind_for_vr(str(dictionary_VR(keyword)))
-    for unsupported in ("Labels", "OrderBy"):  # sent empty by some clients
-        if body.get(unsupported):
-            raise OrthancError(400, BAD_REQUEST, f'"{unsupported}" is not supported yet')
+    if body.get("OrderBy"):  # sent empty by some clients
+        raise OrthancError(400, BAD_REQUEST, '"OrderBy" is not supported yet')
+    labels = body.get("Labels", [])
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise OrthancError(400, BAD_REQUEST, '"Labels" must be a list of strings')
+    constraint = body.get("LabelsConstraint", "All")
+    if constraint not in ("All", "Any", "None"):
+        raise OrthancError(400, BAD_REQUEST, '"LabelsConstraint" must be All, Any or None')
     requested = body.get("RequestedTags", [])
     if not isinstance(requested, list) or not all(isinstance(t, str) for t in requested):
         raise OrthancError(400, BAD_REQUEST, '"RequestedTags" must be a list of tag names')
@@ -109,7 +117,14 @@ def parse_find(body: Any) -> FindRequest:
         kinds=kinds,
         ignore_case=not case_sensitive,
     )
-    return FindRequest(query, expand, case_sensitive, tuple(keyword_of(t) for t in requested))
+    return FindRequest(
+        query,
+        expand,
+        case_sensitive,
+        tuple(keyword_of(t) for t in requested),
+        tuple(check_label(label) for label in labels),
+        constraint,
+    )
 
 
 def _wildcard(pattern: str) -> re.Pattern[str]:
@@ -150,15 +165,21 @@ def run_find(archive: Archive, find: FindRequest) -> list[Any]:
     narrow = find.case_sensitive and any(
         k in INDEXED and INDEXED[k].kind == "pn" for k in query.filters
     )
-    if narrow:  # page after the case-sensitive narrowing
+    narrow |= bool(find.labels)
+    if narrow:  # page after the narrowing done here
         query = replace(query, limit=0, offset=0)
     records, python_filters = archive.index.find(query)
     records = filter_records(archive.index, query, records, python_filters)
+    level = query.level
     if narrow:
-        records = _case_sensitive_names(find, records)
+        if find.case_sensitive:
+            records = _case_sensitive_names(find, records)
+        if find.labels:
+            by_pk = {r.pks[level]: r for r in records}
+            kept = archive.labels.select(level, list(by_pk), find.labels, find.labels_constraint)
+            records = [by_pk[pk] for pk in kept]
         end = find.query.offset + find.query.limit if find.query.limit else None
         records = records[find.query.offset : end]
-    level = query.level
     resources = archive.resources.by_pks(level, [r.pks[level] for r in records])
     if not find.expand:
         return [r.public_id for r in resources]

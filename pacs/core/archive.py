@@ -13,6 +13,7 @@ from pacs.core.answer import Answer
 from pacs.core.group_commit import GroupCommitter
 from pacs.core.index.db import Database
 from pacs.core.index.deletion import Deletion, delete_resource
+from pacs.core.index.labels import LabelIndex
 from pacs.core.index.resources import ResourceIndex
 from pacs.core.index.sql_index import AddResult, PendingAdd, SqlIndex
 from pacs.core.ingest import Ingest, StoreResult
@@ -39,6 +40,7 @@ class Archive:
         self.index = index
         self.blobs = blobs
         self.resources = ResourceIndex(index.database)  # reads by public id
+        self.labels = LabelIndex(index.database)
         self._writer_conn = index.database.connect()
         self._committer: GroupCommitter[PendingAdd, AddResult] = GroupCommitter(
             self._write_batch, batch_max=batch_max

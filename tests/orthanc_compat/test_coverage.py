@@ -18,6 +18,7 @@ SAMPLES = {
     "{id}": "fbac6349-6dfbb3d4-713f5301-f07de821-04ec891e",
     "{frame}": "0",
     "{path}": "0010-0010",
+    "{label}": "ai-flag",
 }
 
 
