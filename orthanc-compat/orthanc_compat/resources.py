@@ -109,8 +109,32 @@ async def delete_resource(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+def _statistics(archive: Archive, level: Level, public_id: str) -> dict[str, Any]:
+    totals = archive.resources.totals(level, one_resource(archive, level, public_id).pk)
+    size, megabytes = str(totals["size"]), totals["size"] // (1024 * 1024)
+    body: dict[str, Any] = {"CountInstances": totals["instances"]}
+    if level <= Level.STUDY:
+        body["CountSeries"] = totals["series"]
+    if level == Level.PATIENT:
+        body["CountStudies"] = totals["studies"]
+    for prefix in ("Dicom", ""):  # stored as received: no compression, no other attachments
+        for kind in ("DiskSize", "UncompressedSize"):
+            body[f"{prefix}{kind}"] = size
+            body[f"{prefix}{kind}MB"] = megabytes
+    return dict(sorted(body.items()))
+
+
+async def resource_statistics(request: web.Request) -> web.Response:
+    """``GET /{patients|studies|series}/{id}/statistics``."""
+    body = await asyncio.to_thread(
+        _statistics, archive_of(request), _level(request), resource_id(request)
+    )
+    return json_response(body)
+
+
 def add_routes(app: web.Application) -> None:
     """Register the resource routes."""
+    add_route(app, "GET", "/{level:patients|studies|series}/{id}/statistics", resource_statistics)
     levels = "{level:patients|studies|series|instances}"
     add_route(app, "GET", f"/{levels}", list_resources)
     add_route(app, "GET", f"/{levels}/{{id}}", get_resource)

@@ -226,3 +226,11 @@ def test_errors_have_orthancs_status_and_keys(servers: tuple[str, str]) -> None:
     orthanc, ours = servers
     assert requests.get(f"{orthanc}/nonexistent", timeout=30).status_code == 404
     assert requests.get(f"{ours}/nonexistent", timeout=30).status_code == 404
+
+
+def test_resource_statistics(servers: tuple[str, str]) -> None:
+    orthanc, _ = servers
+    for level in ("patients", "studies", "series"):
+        for public_id in requests.get(f"{orthanc}/{level}", timeout=30).json():
+            theirs, mine = _both(servers, f"/{level}/{public_id}/statistics")
+            assert mine == theirs, level

@@ -229,3 +229,32 @@ class ResourceIndex:
         """The sequence number of the latest change-feed row (0 when the feed is empty)."""
         rows = self._read("SELECT MAX(seq) FROM changes")
         return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+    def totals(self, level: Level, pk: int) -> dict[str, int]:
+        """How many studies, series and instances lie below one row, and their stored size."""
+        if level == Level.PATIENT:
+            sql = (
+                "SELECT COUNT(DISTINCT st.pk), COUNT(DISTINCT se.pk), COUNT(i.pk), "
+                "COALESCE(SUM(i.size), 0) FROM studies st "
+                "LEFT JOIN series se ON se.study_pk = st.pk "
+                "LEFT JOIN instances i ON i.series_pk = se.pk WHERE st.patient_pk = ?"
+            )
+        elif level == Level.STUDY:
+            sql = (
+                "SELECT 1, COUNT(DISTINCT se.pk), COUNT(i.pk), COALESCE(SUM(i.size), 0) "
+                "FROM series se LEFT JOIN instances i ON i.series_pk = se.pk "
+                "WHERE se.study_pk = ?"
+            )
+        elif level == Level.SERIES:
+            sql = (
+                "SELECT 1, 1, COUNT(pk), COALESCE(SUM(size), 0) FROM instances WHERE series_pk = ?"
+            )
+        else:
+            sql = "SELECT 1, 1, 1, size FROM instances WHERE pk = ?"
+        studies, series, instances, size = self._read(sql, (pk,))[0]
+        return {
+            "studies": int(studies),
+            "series": int(series),
+            "instances": int(instances),
+            "size": int(size),
+        }
