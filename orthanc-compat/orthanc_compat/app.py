@@ -7,7 +7,16 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRuleMatching, MatchedSubAppResource
 
-from orthanc_compat import instances, labels, resources, system, tools, upload, zip_archive
+from orthanc_compat import (
+    instances,
+    labels,
+    metadata,
+    resources,
+    system,
+    tools,
+    upload,
+    zip_archive,
+)
 from orthanc_compat.errors import orthanc_errors
 from orthanc_compat.keys import ARCHIVE, SYSTEM, SystemInfo
 from pacs.core.archive import Archive
@@ -25,6 +34,7 @@ def build_orthanc_app(archive: Archive, info: SystemInfo | None = None) -> web.A
     system.add_routes(app)
     zip_archive.add_routes(app)
     labels.add_routes(app)
+    metadata.add_routes(app)
     return app
 
 

@@ -234,3 +234,15 @@ def test_resource_statistics(servers: tuple[str, str]) -> None:
         for public_id in requests.get(f"{orthanc}/{level}", timeout=30).json():
             theirs, mine = _both(servers, f"/{level}/{public_id}/statistics")
             assert mine == theirs, level
+
+
+def test_instance_metadata(servers: tuple[str, str]) -> None:
+    orthanc, ours = servers
+    for public_id in requests.get(f"{orthanc}/instances", timeout=30).json():
+        theirs, mine = _both(servers, f"/instances/{public_id}/metadata?expand")
+        assert set(mine) <= set(theirs)
+        for key in ("TransferSyntax", "SopClassUid", "Origin", "IndexInSeries"):
+            assert mine[key] == theirs[key], key
+        theirs_one, mine_one = _both(servers, f"/instances/{public_id}/metadata/TransferSyntax")
+        assert mine_one == theirs_one
+    assert requests.get(f"{ours}/exports", timeout=30).json()["Exports"] == []

@@ -19,6 +19,7 @@ SAMPLES = {
     "{frame}": "0",
     "{path}": "0010-0010",
     "{label}": "ai-flag",
+    "{name}": "TransferSyntax",
 }
 
 

@@ -43,7 +43,7 @@ _UPDATED: dict[Level, str] = {
     Level.SERIES: "se.updated_at",
     Level.IMAGE: "i.received_at",
 }
-_INSTANCE_EXTRA = ("size", "blob_key", "number_of_frames", "transfer_syntax")
+_INSTANCE_EXTRA = ("size", "blob_key", "number_of_frames", "transfer_syntax", "origin")
 
 
 def _attributes(level: Level) -> list[IndexedAttribute]:
