@@ -55,8 +55,8 @@ def int_arg(request: web.Request, name: str, default: int = 0) -> int:
         value = int(raw)
     except ValueError:
         raise OrthancError(400, BAD_REQUEST, f'"{name}" must be an integer: {raw!r}') from None
-    if value < 0:
-        raise OrthancError(400, BAD_REQUEST, f'"{name}" must not be negative')
+    if not 0 <= value < 2**62:
+        raise OrthancError(400, BAD_REQUEST, f'"{name}" must be a non-negative integer')
     return value
 
 

@@ -62,7 +62,7 @@ def keyword_of(name: str) -> str:
 
 def _int_field(body: dict[str, Any], name: str) -> int:
     value = body.get(name, 0)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**62:
         raise OrthancError(400, BAD_REQUEST, f'"{name}" must be a non-negative integer')
     return value
 

@@ -115,6 +115,9 @@ def test_find_bad_bodies_are_400(stored: Stored) -> None:
         {"Level": "Study", "Query": {"NotATag": "x"}},
         {"Level": "Study", "Query": {"PatientName": 3}},
         {"Level": "Study", "Query": {}, "Limit": -1},
+        {"Level": "Study", "Query": {}, "Limit": 10**30},
+        {"Level": "Series", "Query": {"SeriesNumber": "abc"}},
+        {"Level": "Study", "Query": {"gggg,eeee": "x"}},
         {"Level": "Study", "Query": {}, "Expand": "yes"},
     ):
         data = body if isinstance(body, str) else json.dumps(body)
@@ -179,3 +182,23 @@ def test_method_not_allowed_and_unknown_routes(stored: Stored) -> None:
     assert response.status_code == 405 and response.json()["HttpStatus"] == 405
     assert requests.get(f"{stored.url}/no-such-route", timeout=30).status_code == 404
     assert new_uid()  # the factory still works after the server ran
+
+
+def test_odd_requests_never_give_500(stored: Stored) -> None:
+    instance = requests.get(f"{stored.url}/instances", timeout=30).json()[0]
+    for method, path, body in (
+        ("POST", "/tools/lookup", b"\xff\xfe\x00"),
+        ("POST", "/tools/find", json.dumps({"Level": "Study", "Query": {"StudyDate": "a-b"}})),
+        ("GET", "/instances?since=0&limit=99999999999999999999999", None),
+        ("GET", "/changes?since=-5", None),
+        ("GET", f"/instances/{instance}/content/0010-0010/0", None),
+        ("GET", f"/instances/{instance}/content/%2e%2e", None),
+        ("GET", f"/instances/{instance}/frames/99999999999999999999/raw", None),
+        ("GET", f"/instances/{instance}/metadata/Nope", None),
+        ("POST", "/instances", b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff"),
+    ):
+        response = requests.request(method, f"{stored.url}{path}", data=body, timeout=30)
+        assert response.status_code < 500, (path, response.text)
+        if response.status_code >= 400:
+            assert response.json()["HttpStatus"] == response.status_code
+    assert "Traceback" not in requests.get(f"{stored.url}/no-route", timeout=30).text
