@@ -23,8 +23,6 @@ from pacs.core.archive import Archive
 from pacs.core.index.resources import Resource
 from pacs.core.model import Level
 
-MAX_LIST = 100_000  # the most resources one list answers when no limit is given
-
 
 def _level(request: web.Request) -> Level:
     return LEVEL_OF_PATH[request.match_info["level"]]
@@ -32,8 +30,8 @@ def _level(request: web.Request) -> Level:
 
 def _list(archive: Archive, level: Level, expand: bool, since: int, limit: int) -> list[Any]:
     if not expand:
-        return list(archive.resources.public_ids(level, since, limit or MAX_LIST))
-    resources = archive.resources.page(level, since, limit or MAX_LIST)
+        return list(archive.resources.public_ids(level, since, limit))
+    resources = archive.resources.page(level, since, limit)
     return ShapeBuilder(archive).expand(resources)
 
 

@@ -21,6 +21,7 @@ log = logging.getLogger("pacs.orthanc")
 
 ORIGIN = "REST"
 MAX_ZIP_MEMBERS = 100_000
+MAX_MEMBER_BYTES = 2 * 1024**3  # a member larger than this once inflated is skipped
 
 
 def _answer(archive: Archive, sop_uid: str, outcome: StoreOutcome) -> dict[str, Any]:
@@ -56,6 +57,9 @@ def store_zip(archive: Archive, raw: bytes) -> list[dict[str, Any]]:
         if len(members) > MAX_ZIP_MEMBERS:
             raise OrthancError(400, BAD_REQUEST, f"more than {MAX_ZIP_MEMBERS} files in the ZIP")
         for member in members:
+            if member.file_size > MAX_MEMBER_BYTES:  # also guards against ZIP bombs
+                log.info("ZIP member %s skipped: %d bytes", member.filename, member.file_size)
+                continue
             try:
                 answers.append(store_one(archive, bundle.read(member)))
             except PacsError as exc:
