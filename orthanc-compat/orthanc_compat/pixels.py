@@ -73,6 +73,14 @@ def _encode(image: Image.Image, mime: str) -> bytes:
     return _png(image)
 
 
+def uint8_png(ds: Dataset, frame: int) -> bytes:
+    """``image-uint8``: the stored values clipped to 0-255 (not rescaled), as an 8-bit PNG."""
+    pixels = decoded_frame(ds, frame)
+    if pixels.ndim != 2:
+        raise OrthancError(415, INCOMPATIBLE_IMAGE_FORMAT, "not a grayscale image")
+    return _png(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L"))
+
+
 def uint16_png(ds: Dataset, frame: int, signed: bool = False) -> bytes:
     """``image-uint16`` / ``image-int16``: the stored values, clipped, as a 16-bit PNG."""
     pixels = decoded_frame(ds, frame)

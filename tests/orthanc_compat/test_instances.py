@@ -79,6 +79,8 @@ def test_frames_raw_and_16_bit(stored: Stored, instance: str) -> None:
     assert png.headers["Content-Type"] == "image/png"
     values = np.asarray(Image.open(io.BytesIO(png.content)))
     assert np.array_equal(values, stored.ct[0].pixel_array)
+    uint8 = np.asarray(Image.open(io.BytesIO(get(stored, instance, "image-uint8").content)))
+    assert np.array_equal(uint8, np.clip(stored.ct[0].pixel_array, 0, 255))
     assert get(stored, instance, "frames/1/raw").status_code == 404
     assert get(stored, instance, "frames/x/raw").status_code == 400
 
