@@ -6,8 +6,10 @@ them, and from the stored header of the resource's most recent instance for the 
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from orthanc_compat.header_scan import from_dataset, scan
@@ -126,6 +128,33 @@ def _header_tags(level: Level, header: dict[str, str]) -> dict[str, str]:
     return {k: header[k] for k in HEADER_MAIN_TAGS[level] if k in header}
 
 
+class _BoundedCache:
+    """A thread-safe LRU of scanned headers, keyed by the header bytes' hash and length
+    (stored headers never change; a study's representative header changes with new
+    instances, and then its key does)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[Hashable, dict[str, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> dict[str, str] | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: dict[str, str]) -> None:
+        with self._lock:
+            self._items[key] = value
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_SCANNED = _BoundedCache(50_000)  # a few MB: small dicts, not the headers
+
+
 class ShapeBuilder:
     """Builds the Orthanc JSON of many resources with few index reads."""
 
@@ -138,13 +167,17 @@ class ShapeBuilder:
         raw = self.archive.index.representative_headers(level, [r.pk for r in resources])
         found: dict[int, dict[str, str]] = {}
         for pk, header in raw.items():
-            scanned = scan(header, keywords)
-            if scanned is None:  # unusual encoding: parse it properly
-                try:
-                    scanned = from_dataset(parse_stored_header(header), keywords)
-                except Exception:  # a header that no longer parses: columns only
-                    continue
-            found[pk] = scanned
+            key = (hash(header), len(header), keywords)
+            cached = _SCANNED.get(key)
+            if cached is None:
+                cached = scan(header, keywords)
+                if cached is None:  # unusual encoding: parse it properly
+                    try:
+                        cached = from_dataset(parse_stored_header(header), keywords)
+                    except Exception:  # a header that no longer parses: columns only
+                        continue
+                _SCANNED.put(key, cached)
+            found[pk] = cached
         return found
 
     def expand(self, resources: Sequence[Resource]) -> list[dict[str, Any]]:

@@ -180,9 +180,10 @@ def run_find(archive: Archive, find: FindRequest) -> list[Any]:
             records = [by_pk[pk] for pk in kept]
         end = find.query.offset + find.query.limit if find.query.limit else None
         records = records[find.query.offset : end]
-    resources = archive.resources.by_pks(level, [r.pks[level] for r in records])
+    pks = [r.pks[level] for r in records]
     if not find.expand:
-        return [r.public_id for r in resources]
+        return archive.resources.public_ids_of_pks(level, pks)
+    resources = archive.resources.by_pks(level, pks)
     shaped = ShapeBuilder(archive).expand(resources)
     if find.requested_tags:
         asked = replace(query, return_keys=find.requested_tags, limit=0, offset=0)

@@ -6,6 +6,7 @@ the rows carry the indexed attributes, never a parsed header.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ _UPDATED: dict[Level, str] = {
 _INSTANCE_EXTRA = ("size", "blob_key", "number_of_frames", "transfer_syntax", "origin")
 
 
+@functools.cache
 def _attributes(level: Level) -> list[IndexedAttribute]:
     """The indexed attributes a row of this level carries (a study: its patient's too)."""
     wanted = {level, Level.PATIENT} if level == Level.STUDY else {level}
@@ -132,6 +134,17 @@ class ResourceIndex:
             ):
                 resource = self._resource(level, row)
                 found[resource.pk] = resource
+        return [found[pk] for pk in pks if pk in found]
+
+    def public_ids_of_pks(self, level: Level, pks: Sequence[int]) -> list[str]:
+        """The public ids of rows by row key, in the order of ``pks``."""
+        found: dict[int, str] = {}
+        for chunk in _chunks(list(pks)):
+            marks = ", ".join("?" * len(chunk))
+            for pk, public_id in self._read(
+                f"SELECT pk, public_id FROM {TABLE[level]} WHERE pk IN ({marks})", list(chunk)
+            ):
+                found[int(pk)] = str(public_id)
         return [found[pk] for pk in pks if pk in found]
 
     def children(self, level: Level, pks: Sequence[int]) -> dict[int, list[str]]:
