@@ -16,7 +16,14 @@ from pydicom.errors import InvalidDicomError
 
 from orthanc_compat import pixels
 from orthanc_compat.errors import BAD_FILE_FORMAT, INEXISTENT_TAG, UNKNOWN_RESOURCE, OrthancError
-from orthanc_compat.keys import add_route, archive_of, flag, json_response, resource_id
+from orthanc_compat.keys import (
+    LEVEL_OF_PATH,
+    add_route,
+    archive_of,
+    flag,
+    json_response,
+    resource_id,
+)
 from orthanc_compat.tags import full_tags, short_tags, simplified_tags
 from orthanc_compat.text import element_text
 from pacs.core.archive import Archive
@@ -160,8 +167,40 @@ def _image_route(
     return handler
 
 
+def shared_tags(archive: Archive, level: Level, public_id: str, simplify: bool) -> Any:
+    """The tags every instance below the resource has, with the same value."""
+    resource = archive.resources.get(level, public_id)
+    instances = archive.resources.descendants(level, resource.pk, Level.IMAGE)
+    uids = [str(i.values["SOPInstanceUID"]) for i in instances]
+    headers = archive.index.instance_headers(uids)
+    shared: dict[str, Any] | None = None
+    for uid in uids:
+        header = headers.get(uid) or archive.read_instance(archive.instance(uid))
+        try:
+            parsed = full_tags(dcmread(BytesIO(header), stop_before_pixels=True, force=True))
+        except (InvalidDicomError, ValueError, EOFError):
+            continue  # an instance whose header does not parse shares nothing
+        # as Orthanc: sequences and values too long to show are never "shared"
+        tags = {k: v for k, v in parsed.items() if v["Type"] not in ("Sequence", "TooLong")}
+        shared = tags if shared is None else {k: v for k, v in shared.items() if tags.get(k) == v}
+    shared = shared or {}
+    if not simplify:
+        return shared
+    return {entry["Name"]: entry["Value"] for entry in shared.values()}
+
+
+async def get_shared_tags(request: web.Request) -> web.Response:
+    """``GET /{level}/{id}/shared-tags`` (``?simplify``)."""
+    level = LEVEL_OF_PATH[request.match_info["level"]]
+    body = await asyncio.to_thread(
+        shared_tags, archive_of(request), level, resource_id(request), flag(request, "simplify")
+    )
+    return json_response(body)
+
+
 def add_routes(app: web.Application) -> None:
     """Register the instance content routes."""
+    add_route(app, "GET", "/{level:patients|studies|series}/{id}/shared-tags", get_shared_tags)
     base = "/instances/{id}"
     add_route(app, "GET", f"{base}/file", get_file)
     add_route(app, "GET", f"{base}/tags", get_tags)

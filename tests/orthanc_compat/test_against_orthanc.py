@@ -246,3 +246,12 @@ def test_instance_metadata(servers: tuple[str, str]) -> None:
         theirs_one, mine_one = _both(servers, f"/instances/{public_id}/metadata/TransferSyntax")
         assert mine_one == theirs_one
     assert requests.get(f"{ours}/exports", timeout=30).json()["Exports"] == []
+
+
+def test_shared_tags(servers: tuple[str, str]) -> None:
+    orthanc, _ = servers
+    for level in ("patients", "studies", "series"):
+        for public_id in requests.get(f"{orthanc}/{level}", timeout=30).json():
+            for query in ("", "?simplify"):
+                theirs, mine = _both(servers, f"/{level}/{public_id}/shared-tags{query}")
+                assert mine == theirs, (level, query, set(theirs) ^ set(mine))
