@@ -38,17 +38,24 @@ def stored_instance(archive: Archive, public_id: str) -> StoredInstance:
     return archive.instance(str(resource.values["SOPInstanceUID"]))
 
 
-def read_dataset(archive: Archive, public_id: str) -> Dataset:
-    """The whole stored instance, parsed."""
-    raw = archive.read_instance(stored_instance(archive, public_id))
+def read_dataset(archive: Archive, public_id: str, *, pixels: bool = True) -> Dataset:
+    """The stored instance, parsed. Without ``pixels``, values over 4 KB (pixel data) are
+    read from the file only if asked for: listing the tags of a 500 MB multi-frame object
+    does not read its frames."""
+    stored = stored_instance(archive, public_id)
+    path = archive.instance_path(stored)
     try:
-        return dcmread(BytesIO(raw), force=True)
+        if not pixels and path is not None:
+            return dcmread(str(path), defer_size=4096, force=True)
+        return dcmread(BytesIO(archive.read_instance(stored)), force=True)
     except (InvalidDicomError, ValueError, EOFError) as exc:
         raise OrthancError(500, BAD_FILE_FORMAT, f"the stored file does not parse: {exc}") from None
 
 
-async def _dataset(request: web.Request) -> Dataset:
-    return await asyncio.to_thread(read_dataset, archive_of(request), resource_id(request))
+async def _dataset(request: web.Request, *, pixels: bool = False) -> Dataset:
+    return await asyncio.to_thread(
+        read_dataset, archive_of(request), resource_id(request), pixels=pixels
+    )
 
 
 async def get_file(request: web.Request) -> web.StreamResponse:
@@ -67,15 +74,18 @@ async def get_tags(request: web.Request) -> web.Response:
     """``GET /instances/{id}/tags`` (``?simplify``, ``?short``)."""
     ds = await _dataset(request)
     if flag(request, "simplify"):
-        return json_response(simplified_tags(ds))
-    if flag(request, "short"):
-        return json_response(short_tags(ds))
-    return json_response(full_tags(ds))
+        convert = simplified_tags
+    elif flag(request, "short"):
+        convert = short_tags
+    else:
+        convert = full_tags
+    return json_response(await asyncio.to_thread(convert, ds))  # may read deferred values
 
 
 async def get_simplified_tags(request: web.Request) -> web.Response:
     """``GET /instances/{id}/simplified-tags``."""
-    return json_response(simplified_tags(await _dataset(request)))
+    ds = await _dataset(request)
+    return json_response(await asyncio.to_thread(simplified_tags, ds))
 
 
 async def get_header(request: web.Request) -> web.Response:
@@ -129,7 +139,8 @@ async def get_content(request: web.Request) -> web.StreamResponse:
     """``GET /instances/{id}/content[/tag[/index/tag...]]``."""
     ds = await _dataset(request)
     path = request.match_info.get("path", "").strip("/")
-    result = _content(ds, [p for p in path.split("/") if p]) if path else _tag_keys(ds)
+    parts = [p for p in path.split("/") if p]
+    result = await asyncio.to_thread(_content, ds, parts) if path else _tag_keys(ds)
     if isinstance(result, bytes):
         return web.Response(body=result, content_type="application/octet-stream")
     return json_response(result)
@@ -159,7 +170,7 @@ def _image_route(
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         frame = _frame_number(request)
-        ds = await _dataset(request)
+        ds = await _dataset(request, pixels=True)
         mime = fixed_mime or _mime(request)
         body = await asyncio.to_thread(render, ds, frame, mime)
         return web.Response(body=body, content_type=mime)
