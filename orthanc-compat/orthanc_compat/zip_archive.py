@@ -17,8 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from orthanc_compat.keys import LEVEL_OF_PATH, add_route, archive_of, resource_id
+from orthanc_compat.errors import BAD_REQUEST, OrthancError
+from orthanc_compat.keys import LEVEL_OF_PATH, add_route, archive_of, json_body, resource_id
 from pacs.core.archive import Archive
+from pacs.core.errors import NotFound
 from pacs.core.index.resources import Resource
 from pacs.core.model import Level, StoredInstance
 
@@ -71,43 +73,56 @@ def _clean(text: Any) -> str:
     return _UNSAFE.sub("_", str(text or "")).strip() or "unknown"
 
 
-def _entries(
+def _instances_and_series(
     archive: Archive, level: Level, resource: Resource
-) -> list[tuple[str, StoredInstance]]:
-    """(name in the ZIP, instance) in Orthanc's layout: patient / study / series / file."""
+) -> tuple[list[StoredInstance], list[Resource]]:
+    """The instances below a resource (in sending order) and the series they belong to."""
     if level == Level.PATIENT:  # instances_under starts at the study level
         studies = archive.resources.descendants(level, resource.pk, Level.STUDY)
         instances = archive.index.instances_under(Level.STUDY, [s.pk for s in studies])
     else:
         instances = archive.index.instances_under(level, [resource.pk])
-    series_rows = (
-        [resource]
-        if level == Level.SERIES
-        else archive.resources.descendants(level, resource.pk, Level.SERIES)
-    )
-    series_by_uid = {str(s.values["SeriesInstanceUID"]): s for s in series_rows}
+    if level == Level.SERIES:
+        series = [resource]
+    elif level == Level.IMAGE:
+        series = [archive.resources.ancestor(level, resource.pk, Level.SERIES)]
+    else:
+        series = archive.resources.descendants(level, resource.pk, Level.SERIES)
+    return instances, series
+
+
+def _entries(
+    archive: Archive, targets: list[tuple[Level, Resource]]
+) -> list[tuple[str, StoredInstance]]:
+    """(name in the ZIP, instance) in Orthanc's layout: patient / study / series / file;
+    an instance reached through two of the targets is written once."""
     study_rows: dict[str, Resource] = {}
     names: list[tuple[str, StoredInstance]] = []
     counters: dict[str, int] = {}
-    for stored in instances:
-        series = series_by_uid.get(stored.series_uid)
-        if series is None:
-            continue  # stored while the archive was being listed
-        if stored.study_uid not in study_rows:
-            study_rows[stored.study_uid] = archive.resources.ancestor(
-                Level.SERIES, series.pk, Level.STUDY
+    seen: set[str] = set()
+    for level, resource in targets:
+        instances, series_rows = _instances_and_series(archive, level, resource)
+        series_by_uid = {str(s.values["SeriesInstanceUID"]): s for s in series_rows}
+        for stored in instances:
+            series = series_by_uid.get(stored.series_uid)
+            if series is None or stored.sop_uid in seen:
+                continue  # stored while the archive was being listed, or already written
+            seen.add(stored.sop_uid)
+            if stored.study_uid not in study_rows:
+                study_rows[stored.study_uid] = archive.resources.ancestor(
+                    Level.SERIES, series.pk, Level.STUDY
+                )
+            study = study_rows[stored.study_uid].values
+            patient = f"{_clean(study.get('PatientID'))} {_clean(study.get('PatientName'))}"
+            study_name = f"{_clean(study.get('StudyDate'))} {_clean(study.get('StudyDescription'))}"
+            values = series.values
+            series_name = (
+                f"{_clean(values.get('Modality'))}{values.get('SeriesNumber') or ''} "
+                f"{_clean(values.get('SeriesDescription'))}"
             )
-        study = study_rows[stored.study_uid].values
-        patient = f"{_clean(study.get('PatientID'))} {_clean(study.get('PatientName'))}"
-        study_name = f"{_clean(study.get('StudyDate'))} {_clean(study.get('StudyDescription'))}"
-        values = series.values
-        series_name = (
-            f"{_clean(values.get('Modality'))}{values.get('SeriesNumber') or ''} "
-            f"{_clean(values.get('SeriesDescription'))}"
-        )
-        folder = f"{patient}/{study_name}/{series_name}"
-        counters[folder] = counters.get(folder, 0) + 1
-        names.append((f"{folder}/{counters[folder]:05d}.dcm", stored))
+            folder = f"{patient}/{study_name}/{series_name}"
+            counters[folder] = counters.get(folder, 0) + 1
+            names.append((f"{folder}/{counters[folder]:05d}.dcm", stored))
     return names
 
 
@@ -142,7 +157,48 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
     level = LEVEL_OF_PATH[request.match_info["level"]]
     public_id = resource_id(request)
     resource = await asyncio.to_thread(archive.resources.get, level, public_id)
-    entries = await asyncio.to_thread(_entries, archive, level, resource)
+    entries = await asyncio.to_thread(_entries, archive, [(level, resource)])
+    return await _stream(request, archive, entries, f"{public_id}.zip")
+
+
+def _find_any_level(archive: Archive, public_ids: list[str]) -> list[tuple[Level, Resource]]:
+    """Each id as a resource of whatever level has it (NotFound for an unknown one)."""
+    found = []
+    for public_id in public_ids:
+        for level in Level:
+            try:
+                found.append((level, archive.resources.get(level, public_id)))
+                break
+            except NotFound:
+                continue
+        else:
+            raise NotFound(f"no resource {public_id}")
+    return found
+
+
+async def create_archive(request: web.Request) -> web.StreamResponse:
+    """``POST /tools/create-archive``: ``["id", ...]`` or ``{"Resources": [...]}``, any levels,
+    answered synchronously."""
+    body = await json_body(request)
+    if isinstance(body, dict):
+        if body.get("Asynchronous"):
+            raise OrthancError(400, BAD_REQUEST, "jobs are not supported: omit Asynchronous")
+        body = body.get("Resources")
+    if not isinstance(body, list) or not body or not all(isinstance(i, str) for i in body):
+        raise OrthancError(400, BAD_REQUEST, "expected a list of resource ids")
+    archive = archive_of(request)
+    targets = await asyncio.to_thread(_find_any_level, archive, body)
+    entries = await asyncio.to_thread(_entries, archive, targets)
+    return await _stream(request, archive, entries, "Archive.zip")
+
+
+async def _stream(
+    request: web.Request,
+    archive: Archive,
+    entries: list[tuple[str, StoredInstance]],
+    filename: str,
+) -> web.StreamResponse:
+    """Send the ZIP of ``entries`` as it is written."""
     chunks: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_CHUNKS)
     cancelled = threading.Event()
     worker = threading.Thread(
@@ -151,7 +207,7 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/zip",
-            "Content-Disposition": f'attachment; filename="{public_id}.zip"',
+            "Content-Disposition": f'attachment; filename="{filename}"',
         }
     )
     await response.prepare(request)
@@ -167,7 +223,7 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
                 break
             await response.write(item)
     except ConnectionResetError:
-        log.info("ZIP archive of %s: the client went away", public_id)
+        log.info("ZIP archive %s: the client went away", filename)
         return response
     finally:
         cancelled.set()
@@ -181,3 +237,4 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
 def add_routes(app: web.Application) -> None:
     """Register the archive routes."""
     add_route(app, "GET", "/{level:patients|studies|series}/{id}/archive", get_archive)
+    add_route(app, "POST", "/tools/create-archive", create_archive)

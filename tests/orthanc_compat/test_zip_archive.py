@@ -44,3 +44,28 @@ def test_study_series_and_patient_archives(stored: Stored) -> None:
         assert len(bundle.namelist()) == 5
     missing = requests.get(f"{stored.url}/studies/{public_id('none')}/archive", timeout=30)
     assert missing.status_code == 404 and missing.json()["OrthancStatus"] == 17
+
+
+def test_create_archive_of_several_resources(stored: Stored) -> None:
+    first = make_series(2, patient_id="CRA1")
+    second = make_series(1, patient_id="CRA2")
+    answers = [post(stored.url, ds).json() for ds in first + second]
+    study_one, instance_two = answers[0]["ParentStudy"], answers[2]["ID"]
+    # the first study, one of its instances again (written once), and another patient's instance
+    body = {"Resources": [study_one, answers[1]["ID"], instance_two]}
+    response = requests.post(f"{stored.url}/tools/create-archive", json=body, timeout=60)
+    assert response.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(response.content)) as bundle:
+        uids = {str(dcmread(io.BytesIO(bundle.read(n))).SOPInstanceUID) for n in bundle.namelist()}
+        assert len(bundle.namelist()) == 3
+    assert uids == {str(ds.SOPInstanceUID) for ds in first + second}
+    as_list = requests.post(f"{stored.url}/tools/create-archive", json=[instance_two], timeout=60)
+    with zipfile.ZipFile(io.BytesIO(as_list.content)) as bundle:
+        assert len(bundle.namelist()) == 1
+    for bad in ([], {"Resources": "x"}, {"Resources": [study_one], "Asynchronous": True}):
+        response = requests.post(f"{stored.url}/tools/create-archive", json=bad, timeout=30)
+        assert response.status_code == 400, bad
+    unknown = requests.post(
+        f"{stored.url}/tools/create-archive", json=[public_id("nobody")], timeout=30
+    )
+    assert unknown.status_code == 404
