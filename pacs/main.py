@@ -12,6 +12,7 @@ import threading
 from aiohttp import web
 
 from dicomweb import build_dicomweb_app, wado_uri_handler
+from orthanc_compat import SystemInfo, build_orthanc_app, mount_at_root
 from pacs import ai_runtime
 from pacs.ai_http import build_ai_app
 from pacs.core.archive import Archive
@@ -114,6 +115,13 @@ async def _serve_http(settings: Settings, archive: Archive, stop: asyncio.Event)
     app.router.add_get("/wado", wado_uri_handler(archive))  # where legacy links expect it
     app.add_subapp("/ai", build_ai_app(archive, lambda: ai_runtime.model_summaries(settings)))
     add_viewer_routes(app, settings.viewer_dir, "/dicom-web", "/wado")
+    orthanc_info = SystemInfo(
+        name=settings.dimse.ae_title,
+        dicom_aet=settings.dimse.ae_title,
+        dicom_port=settings.dimse.port,
+        http_port=settings.http.port,
+    )
+    mount_at_root(app, build_orthanc_app(archive, orthanc_info))  # Orthanc's REST API at /
     runner = web.AppRunner(app, access_log=logging.getLogger("pacs.http.access"))
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)

@@ -152,6 +152,10 @@ def start_server(
     )
     log = tmp_path / f"{name}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
+    # The package in orthanc-compat/ is importable only with that folder on the path.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), str(REPO / "orthanc-compat"), env.get("PYTHONPATH", "")) if p
+    )
     with open(log, "ab") as handle:
         process = subprocess.Popen(
             [sys.executable, "-m", "pacs", "--config", str(config), "serve"],

@@ -14,9 +14,12 @@ from pacs.core.ai_results import AiResults
 from pacs.core.answer import Answer
 from pacs.core.group_commit import GroupCommitter
 from pacs.core.index.db import Database
+from pacs.core.index.deletion import Deletion, delete_resource
+from pacs.core.index.labels import LabelIndex
+from pacs.core.index.resources import ResourceIndex
 from pacs.core.index.sql_index import AddResult, PendingAdd, SqlIndex
 from pacs.core.ingest import Ingest, StoreResult
-from pacs.core.model import StoredInstance
+from pacs.core.model import Level, StoredInstance
 from pacs.core.query import Query
 from pacs.core.responses import build_answers, filter_records
 from storage import BlobNotFound, BlobStore
@@ -42,6 +45,8 @@ class Archive:
         self.ai_queue = AiQueue(index.database)
         self.ai_results = AiResults(index.database)
         self.ai_policy_enabled = ai_policy is not None
+        self.resources = ResourceIndex(index.database)  # reads by public id
+        self.labels = LabelIndex(index.database)
         self._writer_conn = index.database.connect()
         self._committer: GroupCommitter[PendingAdd, AddResult] = GroupCommitter(
             self._write_batch, batch_max=batch_max
@@ -124,6 +129,20 @@ class Archive:
         except BlobNotFound:
             log.error("instance %s: blob %s is missing", stored.sop_uid, stored.blob_key)
             raise
+
+    def delete(self, level: Level, public_id: str) -> Deletion:
+        """Delete a patient, study, series or instance (by public id) with everything below
+        it: index rows and change-feed rows in one transaction, then the blobs. A blob that
+        cannot be deleted is logged and left behind (an orphan file, never a dangling row)."""
+        with self.index.database.reader() as conn:  # a pooled connection; its own transaction
+            deletion = delete_resource(conn, level, public_id)
+        for key in deletion.blob_keys:
+            try:
+                self.blobs.delete(key)
+            except Exception as exc:  # the index no longer refers to it: an orphan, logged
+                log.error("deleted %s %s: blob %s left behind: %s", level.name, public_id, key, exc)
+        log.info("deleted %s %s (%d instances)", level.name, public_id, len(deletion.blob_keys))
+        return deletion
 
     def statistics(self) -> dict[str, int]:
         """Counts and total size."""

@@ -32,6 +32,9 @@ class Query:
     limit: int = 0
     offset: int = 0
     kinds: dict[str, MatchKind] = field(default_factory=dict)
+    # Text values (not UIDs, dates or numbers) matched without regard to case, as Orthanc's
+    # /tools/find does by default; person names are always matched so.
+    ignore_case: bool = False
 
     def kind_of(self, keyword: str) -> MatchKind:
         """How a filter on this keyword is matched."""
@@ -158,9 +161,11 @@ def _regex_for(pattern: str, flags: int = 0) -> re.Pattern[str]:
     return re.compile("".join(parts) + r"\Z", flags | re.DOTALL)
 
 
-def value_matches(kind: MatchKind, pattern: str, value: str) -> bool:
+def value_matches(kind: MatchKind, pattern: str, value: str, *, ignore_case: bool = False) -> bool:
     """PS3.4 C.2.2.2 matching of one stored value (used for attributes not in columns)."""
     value = value.strip()
+    if ignore_case and kind == "text":
+        pattern, value = pattern.lower(), value.lower()
     if kind == "pn":
         stored = normalize_person_name(value)
         wanted = normalize_name_pattern(pattern)

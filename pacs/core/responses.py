@@ -59,7 +59,12 @@ def _header_text(dataset: Dataset | None, keyword: str) -> str:
 
 def _passes(query: Query, filters: dict[str, str], header: Dataset | None) -> bool:
     return all(
-        value_matches(query.kind_of(keyword), pattern, _header_text(header, keyword))
+        value_matches(
+            query.kind_of(keyword),
+            pattern,
+            _header_text(header, keyword),
+            ignore_case=query.ignore_case,
+        )
         for keyword, pattern in filters.items()
     )
 

@@ -13,6 +13,8 @@ from pacs.core.ai_jobs import AiQueuePolicy
 from pacs.core.ai_results import AiResult
 from pacs.core.archive import Archive
 from pacs.core.errors import InvalidQuery, NotFound
+from pacs.core.ids import public_id
+from pacs.core.model import Level
 from storage import FileSystemBlobStore
 from tests.factories import make_image, make_radiograph, new_uid, to_bytes
 
@@ -138,3 +140,26 @@ def test_results_worklist_and_feedback(queued: Archive) -> None:
         queued.ai_results.add_feedback(high, "perhaps", "dr.c")
     with pytest.raises(NotFound):
         queued.ai_results.add_feedback(10**9, "confirmed", "dr.c")
+
+
+def test_deleting_a_study_forgets_its_ai_jobs_and_results(queued: Archive) -> None:
+    ds = make_radiograph()
+    queued.store(to_bytes(ds), "modality")
+    result = AiResult(
+        study_uid=str(ds.StudyInstanceUID),
+        series_uid=str(ds.SeriesInstanceUID),
+        model_name="m",
+        model_version="1",
+        finding="PNEUMONIA",
+        score=0.9,
+        threshold=0.5,
+        flagged=True,
+        clinical_use=False,
+        sr_sop_uid=new_uid(),
+    )
+    result_id = queued.ai_results.record(result)
+    queued.ai_results.add_feedback(result_id, "confirmed", "dr.a")
+    queued.delete(Level.STUDY, public_id(str(ds.PatientID), str(ds.StudyInstanceUID)))
+    assert queued.ai_results.for_study(str(ds.StudyInstanceUID)) == []
+    assert queued.ai_queue.counts() == {}
+    assert queued.ai_results.worklist() == []

@@ -60,9 +60,13 @@ class CompiledQuery:
     python_filters: dict[str, str]
 
 
-def _column_condition(attribute: IndexedAttribute, alias: str, raw: str) -> tuple[str, list[Any]]:
+def _column_condition(
+    attribute: IndexedAttribute, alias: str, raw: str, ignore_case: bool = False
+) -> tuple[str, list[Any]]:
     column = f"{alias}.{_NORMALIZED_COLUMN.get(attribute.column, attribute.column)}"
     kind = attribute.kind
+    if ignore_case and kind == "text":
+        column, raw = f"LOWER({column})", raw.lower()
     if kind == "int":
         try:
             values = [int(float(v)) for v in split_values(raw)]
@@ -154,7 +158,9 @@ def compile_query(query: Query, *, order_by_recent: bool = False) -> CompiledQue
         if attribute is not None:
             if attribute.level > level:
                 continue  # a key below the query level cannot select at this level
-            condition, values = _column_condition(attribute, ALIAS[attribute.level], raw)
+            condition, values = _column_condition(
+                attribute, ALIAS[attribute.level], raw, query.ignore_case
+            )
         elif keyword == "ModalitiesInStudy" and level >= Level.STUDY:
             condition, values = _modalities_condition(raw)
         elif keyword == "SOPClassesInStudy" and level >= Level.STUDY:

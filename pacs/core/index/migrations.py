@@ -145,6 +145,27 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX ai_feedback_result ON ai_feedback (result_pk)",
         ],
     ),
+    (
+        3,
+        "public resource ids (SHA-1 of the DICOM identifiers, as Orthanc's), labels",
+        [
+            statement
+            for table, label_table in (
+                ("patients", "patient_labels"),
+                ("studies", "study_labels"),
+                ("series", "series_labels"),
+                ("instances", "instance_labels"),
+            )
+            for statement in (
+                f"ALTER TABLE {table} ADD COLUMN public_id TEXT",
+                f"CREATE INDEX {table}_public_id ON {table} (public_id)",
+                f"CREATE TABLE {label_table} ("
+                f"resource_pk {{big}} NOT NULL REFERENCES {table} (pk) ON DELETE CASCADE, "
+                "label TEXT NOT NULL, PRIMARY KEY (resource_pk, label))",
+                f"CREATE INDEX {label_table}_label ON {label_table} (label)",
+            )
+        ],
+    ),
 ]
 
 

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pacs.core.errors import DuplicateInstance, InvalidDicom, NotFound
+from pacs.core.ids import public_id
 from pacs.core.index.db import Connection, Database
 from pacs.core.index.find_sql import ALIAS, compile_query, selected_attributes
 from pacs.core.index.migrations import migrate
+from pacs.core.index.public_ids import backfill_public_ids
 from pacs.core.model import (
     InstanceSummary,
     Level,
@@ -74,7 +76,9 @@ class SqlIndex:
         """Create or upgrade the schema; returns its version."""
         conn = self.database.connect()
         try:
-            return migrate(conn)
+            version = migrate(conn)
+            backfill_public_ids(conn)
+            return version
         finally:
             conn.close()
 
@@ -102,8 +106,16 @@ class SqlIndex:
         now = time.time()
         changes: list[tuple[str, str, str]] = []
         patient_pk = self._upsert_patient(conn, s, now, changes)
-        study_pk = self._upsert_study(conn, s, patient_pk, now, changes)
-        series_pk = self._upsert_series(conn, s, study_pk, now, changes)
+        study_pk, owner_pk = self._upsert_study(conn, s, patient_pk, now, changes)
+        # Public ids follow the hierarchy as stored: a study kept under its first patient
+        # keeps that patient's id in the ids of its series and instances.
+        patient_id = s.patient_id
+        if owner_pk != patient_pk:
+            patient_id = str(
+                conn.execute("SELECT patient_id FROM patients WHERE pk = ?", (owner_pk,))[0][0]
+            )
+        chain = (patient_id, s.study_uid, s.series_uid)
+        series_pk = self._upsert_series(conn, s, study_pk, public_id(*chain), now, changes)
         existing = conn.execute(
             "SELECT pk, blob_key FROM instances WHERE sop_uid = ?", (s.sop_uid,)
         )
@@ -119,6 +131,7 @@ class SqlIndex:
             s.header,
             item.origin,
             now,
+            public_id(*chain, s.sop_uid),
         )
         if existing:
             if item.duplicate_policy == "reject":
@@ -129,7 +142,7 @@ class SqlIndex:
             conn.execute(
                 "UPDATE instances SET series_pk = ?, sop_class_uid = ?, instance_number = ?, "
                 "transfer_syntax = ?, number_of_frames = ?, blob_key = ?, size = ?, sha256 = ?, "
-                "header = ?, origin = ?, received_at = ? WHERE pk = ?",
+                "header = ?, origin = ?, received_at = ?, public_id = ? WHERE pk = ?",
                 (*values, pk),
             )
             changes.append(("UpdatedInstance", "IMAGE", s.sop_uid))
@@ -138,8 +151,8 @@ class SqlIndex:
             return AddResult(StoreOutcome.REPLACED, obsolete_blob=old_key)
         conn.execute(
             "INSERT INTO instances (series_pk, sop_class_uid, instance_number, transfer_syntax, "
-            "number_of_frames, blob_key, size, sha256, header, origin, received_at, sop_uid) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "number_of_frames, blob_key, size, sha256, header, origin, received_at, public_id, "
+            "sop_uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (*values, s.sop_uid),
         )
         changes.append(("NewInstance", "IMAGE", s.sop_uid))
@@ -198,7 +211,8 @@ class SqlIndex:
             return int(pk)
         inserted = conn.execute(
             "INSERT INTO patients (patient_id, issuer, patient_name, patient_name_norm, "
-            "birth_date, sex, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "birth_date, sex, created_at, updated_at, public_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (patient_id, issuer) DO NOTHING RETURNING pk",
             (
                 s.patient_id,
@@ -209,6 +223,7 @@ class SqlIndex:
                 s.sex,
                 now,
                 now,
+                public_id(s.patient_id),
             ),
         )
         if inserted:
@@ -228,7 +243,8 @@ class SqlIndex:
         patient_pk: int,
         now: float,
         changes: list[tuple[str, str, str]],
-    ) -> int:
+    ) -> tuple[int, int]:
+        """The study's row key and the row key of the patient it is kept under."""
         rows = conn.execute(
             "SELECT pk, patient_pk FROM studies WHERE study_uid = ?", (s.study_uid,)
         )
@@ -240,11 +256,12 @@ class SqlIndex:
                     s.study_uid,
                 )
             conn.execute("UPDATE studies SET updated_at = ? WHERE pk = ?", (now, pk))
-            return int(pk)
+            return int(pk), int(owner)
         inserted = conn.execute(
             "INSERT INTO studies (study_uid, patient_pk, study_date, study_time, accession, "
-            "study_id, description, referring, referring_norm, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (study_uid) DO NOTHING RETURNING pk",
+            "study_id, description, referring, referring_norm, created_at, updated_at, public_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (study_uid) DO NOTHING RETURNING pk",
             (
                 s.study_uid,
                 patient_pk,
@@ -257,18 +274,23 @@ class SqlIndex:
                 normalize_person_name(s.referring),
                 now,
                 now,
+                public_id(s.patient_id, s.study_uid),
             ),
         )
         if inserted:
             changes.append(("NewStudy", "STUDY", s.study_uid))
-            return int(inserted[0][0])
-        return int(conn.execute("SELECT pk FROM studies WHERE study_uid = ?", (s.study_uid,))[0][0])
+            return int(inserted[0][0]), patient_pk
+        pk, owner = conn.execute(
+            "SELECT pk, patient_pk FROM studies WHERE study_uid = ?", (s.study_uid,)
+        )[0]
+        return int(pk), int(owner)
 
     @staticmethod
     def _upsert_series(
         conn: Connection,
         s: InstanceSummary,
         study_pk: int,
+        series_public_id: str,
         now: float,
         changes: list[tuple[str, str, str]],
     ) -> int:
@@ -283,8 +305,9 @@ class SqlIndex:
             return int(pk)
         inserted = conn.execute(
             "INSERT INTO series (series_uid, study_pk, modality, series_number, description, "
-            "body_part, series_date, series_time, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series_uid) DO NOTHING RETURNING pk",
+            "body_part, series_date, series_time, created_at, updated_at, public_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (series_uid) DO NOTHING RETURNING pk",
             (
                 s.series_uid,
                 study_pk,
@@ -296,6 +319,7 @@ class SqlIndex:
                 s.series_time,
                 now,
                 now,
+                series_public_id,
             ),
         )
         if inserted:

@@ -1,0 +1,67 @@
+"""The Orthanc-compatible sub-application, mounted at the root of the HTTP port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRuleMatching, MatchedSubAppResource
+
+from orthanc_compat import (
+    instances,
+    labels,
+    metadata,
+    resources,
+    system,
+    tools,
+    upload,
+    zip_archive,
+)
+from orthanc_compat.errors import orthanc_errors
+from orthanc_compat.keys import ARCHIVE, SYSTEM, SystemInfo
+from pacs.core.archive import Archive
+
+
+def build_orthanc_app(archive: Archive, info: SystemInfo | None = None) -> web.Application:
+    """The sub-application with every Orthanc route we serve."""
+    app = web.Application(middlewares=[orthanc_errors])
+    app[ARCHIVE] = archive
+    app[SYSTEM] = info or SystemInfo()
+    resources.add_routes(app)
+    instances.add_routes(app)
+    upload.add_routes(app)
+    tools.add_routes(app)
+    system.add_routes(app)
+    zip_archive.add_routes(app)
+    labels.add_routes(app)
+    metadata.add_routes(app)
+    return app
+
+
+class OwnRoutes(AbstractRuleMatching):
+    """Matches the requests that one of the sub-application's routes serves."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    async def match(self, request: web.Request) -> bool:
+        match_info = await self._app.router.resolve(request)
+        return not isinstance(match_info.http_exception, web.HTTPNotFound)
+
+    def get_info(self) -> dict[str, Any]:  # type: ignore[override]
+        return {"orthanc": True}
+
+    @property
+    def canonical(self) -> str:
+        return "/"
+
+
+def mount_at_root(root: web.Application, app: web.Application) -> None:
+    """Mount the sub-application at ``/``: its routes win over the root's own for the same
+    path (``/statistics`` answers Orthanc's shape, with the root's fields merged in), and
+    every other path (``/dicom-web``, ``/viewer``, ``/health``) stays the root's.
+
+    aiohttp mounts sub-applications under a non-empty prefix only; a rule-matched resource
+    (what ``add_domain`` uses) is resolved first and falls through when the rule fails.
+    """
+    root._add_subapp(lambda: MatchedSubAppResource(OwnRoutes(app), app), app)
