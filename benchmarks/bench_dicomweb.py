@@ -119,33 +119,10 @@ class Sizes:
     broad_runs: int
 
 
-FULL = Sizes(
-    qido_studies=20000,
-    series_slices=500,
-    study_slices=2000,
-    radiographs=5,
-    stow_instances=200,
-    runs=50,
-    broad_runs=10,
-)
-QUICK = Sizes(
-    qido_studies=2000,
-    series_slices=100,
-    study_slices=200,
-    radiographs=2,
-    stow_instances=50,
-    runs=20,
-    broad_runs=5,
-)
-SMOKE = Sizes(
-    qido_studies=30,
-    series_slices=4,
-    study_slices=4,
-    radiographs=1,
-    stow_instances=10,
-    runs=3,
-    broad_runs=2,
-)
+# qido_studies, series_slices, study_slices, radiographs, stow_instances, runs, broad_runs
+FULL = Sizes(20000, 500, 2000, 5, 200, 50, 10)
+QUICK = Sizes(2000, 100, 200, 2, 50, 20, 5)
+SMOKE = Sizes(30, 4, 4, 1, 10, 3, 2)
 
 
 # --- data --------------------------------------------------------------------------------
