@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import os
 import socket
 import sys
 import tempfile
@@ -464,7 +465,8 @@ def run_target(target: Target, data: BenchData, sizes: Sizes, folder: Path) -> d
     results: dict[str, Any] = {}
     logs = folder / "tools"
     logs.mkdir(parents=True)
-    print(f"\n== {target.name} ({target.version})", flush=True)
+    results["load_average_before"] = os.getloadavg()  # other work on the machine
+    print(f"\n== {target.name} ({target.version}), load average {os.getloadavg()[0]:.1f}")
     server = target.start(folder / "server", None)
     client = Client(server.http_port)
     try:
@@ -492,6 +494,7 @@ def run_target(target: Target, data: BenchData, sizes: Sizes, folder: Path) -> d
         for key, measure in measures:
             attempt(results, key, measure, errors=(BenchError, OSError, http.client.HTTPException))
     finally:
+        results["load_average_after"] = os.getloadavg()
         client.close()
         results["log_server"] = log_summary(server.log, target.log_issue, server.stop())
     return results
@@ -563,7 +566,7 @@ def target_checks(sizes: Sizes, results: dict[str, dict[str, Any]]) -> list[str]
     check("series metadata warm < 50 ms", *below("metadata.warm.p50_ms", 50))
     check("series metadata cold < 500 ms", *below("metadata.cold_ms", 500))
     check("QIDO study list p95 < 50 ms", *below("qido.study_list.p95_ms", 50))
-    check("QIDO broad name search (3,500 of 20,000) < 300 ms", *below("qido.broad.p50_ms", 300))
+    check("QIDO broad name search (3,500 of 20,000) p50 < 300 ms", *below("qido.broad.p50_ms", 300))
     check("rendered CT JPEG <= Orthanc", *versus("rendered_ct.p50_ms", False))
     check("rendered CR JPEG <= Orthanc", *versus("rendered_cr.p50_ms", False))
     check("raw frame <= Orthanc", *versus("frame.p50_ms", False))
