@@ -106,6 +106,9 @@ FULL = Sizes(ct_slices=2000, radiographs=20, find_studies=20000, retrieve_runs=3
 QUICK = Sizes(ct_slices=200, radiographs=5, find_studies=2000, retrieve_runs=1)
 
 
+# --- data --------------------------------------------------------------------------------
+
+
 def retrieve_slice(index: int, uids: dict[str, str]) -> Dataset:
     """A slice of the separate 100-slice study used for C-MOVE and C-GET."""
     return ct_slice(index, uids, patient="RETRIEVE")
@@ -140,6 +143,9 @@ def prepare_data(sizes: Sizes) -> BenchData:
     for dataset in (data.ct, data.radiographs, data.big, data.tiny, data.retrieve):
         warm_page_cache(dataset.paths)
     return data
+
+
+# --- measurements ------------------------------------------------------------------------
 
 
 def verify_stored(server: Server, dataset: DataSet, per_study: int) -> None:

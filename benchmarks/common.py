@@ -301,7 +301,8 @@ def descendants(pid: int) -> list[int]:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [pid]
+    found: list[int] = []
+    todo = [pid]
     while todo and len(found) < 1000:
         current = todo.pop()
         found.append(current)
@@ -774,31 +775,11 @@ def machine_info(orthanc: str) -> dict[str, Any]:
     meminfo = Path("/proc/meminfo").read_text()
     total = re.search(r"^MemTotal:\s*(\d+)", meminfo, re.MULTILINE)
     try:
-        storescu = subprocess.run(
-            [dcmtk_tool("storescu"), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        ).stdout.splitlines()
+        storescu: list[str] | None = _output([dcmtk_tool("storescu"), "--version"]).splitlines()
     except BenchError:  # no DCMTK (e.g. bench_ai_pipeline.py --no-ingest): recorded as None
         storescu = None
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    commit = _output(["git", "rev-parse", "--short", "HEAD"]).strip()
+    dirty = _output(["git", "status", "--porcelain", "--untracked-files=no"]).splitlines()
     return {
         "cpu_model": model.group(1).strip() if model else platform.processor(),
         "cpu_cores": os.cpu_count(),
@@ -810,9 +791,16 @@ def machine_info(orthanc: str) -> dict[str, Any]:
         "numpy": np.__version__,
         "dcmtk": None if storescu is None else (storescu[0].strip("$ ") if storescu else ""),
         "orthanc": orthanc or None,
-        "git_commit": commit.stdout.strip() or None,
-        "git_dirty_files": dirty.stdout.splitlines(),
+        "git_commit": commit or None,
+        "git_dirty_files": dirty,
     }
+
+
+def _output(command: list[str]) -> str:
+    """What the command prints (run in the repository, at most 30 s)."""
+    return subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=30, check=False
+    ).stdout
 
 
 def keep_logs(scratch: Path, destination: Path) -> None:
