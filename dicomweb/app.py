@@ -29,10 +29,18 @@ from dicomweb.wado import metadata_json, stream_instances
 from pacs.core.archive import Archive
 from pacs.core.errors import InvalidQuery, NotFound
 from pacs.core.model import Level, StoredInstance
+from pacs.core.query import Query
 
 log = logging.getLogger("pacs.dicomweb")
 
 _QUERY_RETRIEVE_LEVEL = 0x00080052
+
+
+def _search_body(archive: Archive, query: Query) -> bytes:
+    """The encoded DICOM JSON answer to a QIDO query."""
+    answers = archive.find_answers(query)
+    skip = frozenset({_QUERY_RETRIEVE_LEVEL})
+    return encode_dicom_json([answer_json(answer, skip=skip) for answer in answers])
 
 
 async def _search(request: web.Request, level: Level) -> web.Response:
@@ -44,11 +52,11 @@ async def _search(request: web.Request, level: Level) -> web.Response:
         if "series" in request.match_info:
             path_uids["SeriesInstanceUID"] = check_uid(request.match_info["series"])
         query = build_query(level, list(request.query.items()), path_uids)
-        answers = await asyncio.to_thread(archive.find_answers, query)
+        # The query, the JSON model and its encoding all run off the event loop: a broad
+        # search of thousands of studies must not stall other requests.
+        body = await asyncio.to_thread(_search_body, archive, query)
     except InvalidQuery as exc:
         return error(400, str(exc))
-    payload = [answer_json(answer, skip=frozenset({_QUERY_RETRIEVE_LEVEL})) for answer in answers]
-    body = encode_dicom_json(payload)
     if wants_gzip(request, body):
         return web.Response(
             body=await compress(body),
