@@ -47,13 +47,31 @@ def postprocess(raw: np.ndarray, card: ModelCard) -> np.ndarray:
 class Classifier:
     """Preprocessing per the card, batched inference, thresholding at the card's operating point."""
 
-    def __init__(self, card: ModelCard, backend: InferenceBackend, batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        card: ModelCard,
+        backend: InferenceBackend,
+        batch_size: int = 8,
+        *,
+        fixed_batch: bool = False,
+    ) -> None:
+        """``fixed_batch`` pads every batch to ``batch_size`` rows: on CUDA each new input
+        shape costs a cuDNN algorithm search of a second or more, so one shape is kept."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.card = card
         self.backend = backend
         self.batch_size = batch_size
+        self.fixed_batch = fixed_batch
         self._positive = card.classes.index(card.positive_class)
+
+    def warm_up(self) -> None:
+        """Run one batch of blank input, so that the first real image pays no start-up cost."""
+        contract = self.card.input
+        blank = np.zeros((contract.height, contract.width, contract.channels), dtype=np.uint8)
+        self.predict_inputs(
+            [self.prepare_image(blank[..., 0] if contract.channels == 1 else blank)]
+        )
 
     def prepare_dataset(self, ds: Dataset) -> np.ndarray:
         """One DICOM data set as model input; ``UnsupportedImage`` when it cannot be."""
@@ -68,11 +86,15 @@ class Classifier:
         results: list[Prediction] = []
         for start in range(0, len(inputs), self.batch_size):
             batch = np.stack(inputs[start : start + self.batch_size]).astype(np.float32)
-            probabilities = postprocess(self.backend.run(batch), self.card)
-            if probabilities.shape[0] != batch.shape[0]:
+            rows = batch.shape[0]
+            if self.fixed_batch and rows < self.batch_size:
+                padding = np.zeros((self.batch_size - rows, *batch.shape[1:]), dtype=np.float32)
+                batch = np.concatenate([batch, padding])
+            probabilities = postprocess(self.backend.run(batch), self.card)[:rows]
+            if probabilities.shape[0] != rows:
                 raise ValueError(
                     f"model {self.card.name} gave {probabilities.shape[0]} rows "
-                    f"for a batch of {batch.shape[0]}"
+                    f"for a batch of {rows}"
                 )
             results.extend(self._prediction(row) for row in probabilities)
         return results

@@ -56,6 +56,15 @@ def ai_config(models: Path, args: argparse.Namespace) -> str:
     )
 
 
+def wait_for_ai_worker(server: Server, timeout: float = 180.0) -> None:
+    """Until the AI worker has loaded its model (and run its warm-up batch)."""
+    deadline = time.monotonic() + timeout
+    while "AI worker" not in server.log.read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the AI worker did not start")
+        time.sleep(0.2)
+
+
 def http_json(server: Server, path: str) -> Any:
     with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}{path}", timeout=30) as r:
         return json.loads(r.read())
@@ -158,7 +167,7 @@ def main() -> None:
     results: dict[str, Any] = {"settings": vars(args) | {"model": str(args.model)}}
     server = start_ours(scratch / "ours", None, extra_config=ai_config(models, args))
     try:
-        time.sleep(3.0)  # the AI worker loads the model
+        wait_for_ai_worker(server)
         if not args.no_ingest:
             print("ingest, AI idle ...", flush=True)
             results["ingest_ai_idle"] = store(server, ct, 1, logs)

@@ -96,14 +96,17 @@ def build_worker(settings: Settings, archive: Archive) -> AiWorker:
     """An AI worker over ``archive`` with every installed model loaded."""
     cards = model_cards(settings)
     providers = _PROVIDERS[settings.ai.provider]
-    classifiers = [
-        Classifier(
+    classifiers = []
+    for card in cards:
+        backend = OnnxBackend(card, providers=providers, threads=settings.ai.threads)
+        classifier = Classifier(
             card,
-            OnnxBackend(card, providers=providers, threads=settings.ai.threads),
+            backend,
             batch_size=settings.ai.batch_size,
+            fixed_batch="CUDAExecutionProvider" in backend.providers_in_use,
         )
-        for card in cards
-    ]
+        classifier.warm_up()
+        classifiers.append(classifier)
     return AiWorker(
         archive,
         classifiers,

@@ -43,9 +43,12 @@ def test_batch_of_n_equals_n_singles(card: ModelCard) -> None:
     singles = [
         Classifier(card, OnnxBackend(card), batch_size=1).predict_images([i])[0] for i in images
     ]
+    padded = Classifier(card, OnnxBackend(card), batch_size=4, fixed_batch=True)
+    padded.warm_up()
     assert len(batched) == 11
-    for one, other in zip(batched, singles, strict=True):
+    for one, other, third in zip(batched, singles, padded.predict_images(images), strict=True):
         assert one.score == pytest.approx(other.score, abs=1e-6)
+        assert third.score == pytest.approx(other.score, abs=1e-6)
 
 
 def test_predict_datasets_uses_the_card_window(tmp_path: Path) -> None:
