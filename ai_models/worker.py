@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -67,6 +68,7 @@ class AiWorker:
         max_attempts: int = 5,
         heatmap: HeatmapMaker | None = None,
         name: str = "",
+        yield_to_ingest: float = 0.0,
     ) -> None:
         self.archive = archive
         self.classifiers = {c.card.name: c for c in classifiers}
@@ -76,6 +78,8 @@ class AiWorker:
         self.max_attempts = max_attempts
         self.heatmap = heatmap
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.yield_to_ingest = yield_to_ingest
+        self._own_write_at = 0.0
 
     def run(self, stop: threading.Event, poll_seconds: float = 0.5) -> None:
         """Work until ``stop`` is set; sleeps only while nothing is due."""
@@ -83,6 +87,7 @@ class AiWorker:
             "AI worker %s: models %s", self.name, ", ".join(sorted(self.classifiers)) or "none"
         )
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 handled = self.run_once()
             except Exception:  # the queue itself failed (index down): wait and retry
@@ -90,6 +95,14 @@ class AiWorker:
                 handled = 0
             if not handled:
                 stop.wait(poll_seconds)
+            elif self.yield_to_ingest and self._ingest_active():
+                # Ingest has priority: while others store, rest this many times the work time.
+                stop.wait(self.yield_to_ingest * (time.monotonic() - started))
+
+    def _ingest_active(self, window: float = 2.0) -> bool:
+        """Whether something other than this worker stored lately."""
+        last = self.archive.last_change_time()
+        return last > self._own_write_at + 0.05 and last > time.time() - window
 
     def run_once(self) -> int:
         """Claim due series and process them; returns how many were claimed."""
@@ -206,6 +219,7 @@ class AiWorker:
         origin = f"{AI_ORIGIN_PREFIX}{card.name}"
         sr_uid, sr_bytes = build_report(finding, [image.header for image in scored], job.generation)
         self.archive.store(sr_bytes, origin)
+        self._own_write_at = time.time()
         heatmap_uid = ""
         if self.heatmap is not None and finding.flagged:
             heatmap_uid = self._store_heatmap(classifier, best, job, origin)
@@ -249,6 +263,7 @@ class AiWorker:
             overlay = self.heatmap(classifier, dataset)
             uid, raw = build_heatmap(classifier.card, dataset, overlay, job.generation)
             self.archive.store(raw, origin)
+            self._own_write_at = time.time()
             return uid
         except Exception:
             log.exception("AI heat map for %s failed", image.stored.sop_uid)

@@ -52,6 +52,7 @@ def ai_config(models: Path, args: argparse.Namespace) -> str:
         f'[ai]\nenabled = true\nmodels_dir = "{models}"\nstable_seconds = {args.stable_seconds}\n'
         f'workers = {args.workers}\nthreads = {args.threads}\nprovider = "{args.provider}"\n'
         f"batch_size = {args.batch_size}\nheatmaps = {'true' if args.heatmaps else 'false'}\n"
+        f"yield_to_ingest = {args.yield_to_ingest}\n"
         'poll_seconds = 0.1\n[[ai.routes]]\nmodel = "bench-model"\nmodalities = ["CR", "DX"]\n'
     )
 
@@ -141,6 +142,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--yield-to-ingest", type=float, default=3.0)
     parser.add_argument("--provider", choices=("auto", "cpu", "cuda"), default="cpu")
     parser.add_argument("--heatmaps", action="store_true", help="also make occlusion heat maps")
     parser.add_argument(

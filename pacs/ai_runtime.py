@@ -115,6 +115,7 @@ def build_worker(settings: Settings, archive: Archive) -> AiWorker:
         lease_seconds=settings.ai.lease_seconds,
         max_attempts=settings.ai.max_attempts,
         heatmap=_heatmap_maker() if settings.ai.heatmaps else None,
+        yield_to_ingest=settings.ai.yield_to_ingest,
     )
 
 

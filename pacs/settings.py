@@ -177,6 +177,13 @@ class AiSettings:
     nice: int = field(
         default=10, metadata=_doc("Scheduling niceness of AI workers (ingest keeps priority).")
     )
+    yield_to_ingest: float = field(
+        default=3.0,
+        metadata=_doc(
+            "While modalities are storing, an AI worker rests this many times as long as it "
+            "worked (3 = at most a quarter of the time); 0 = never yields."
+        ),
+    )
 
 
 @dataclass(frozen=True)

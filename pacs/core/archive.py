@@ -148,6 +148,10 @@ class Archive:
         """Counts and total size."""
         return self.index.statistics()
 
+    def last_change_time(self) -> float:
+        """When anything was last stored or changed (epoch seconds; 0 when never)."""
+        return self.index.last_change_time()
+
     def changes(self, since: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """The change feed."""
         return self.index.changes(since, limit)

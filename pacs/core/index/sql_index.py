@@ -501,6 +501,11 @@ class SqlIndex:
         counts["total_size"] = int(self._read("SELECT COALESCE(SUM(size), 0) FROM instances")[0][0])
         return counts
 
+    def last_change_time(self) -> float:
+        """When the change feed last grew (0 when empty): a cheap sign of ingest activity."""
+        rows = self._read("SELECT created_at FROM changes ORDER BY seq DESC LIMIT 1")
+        return float(rows[0][0]) if rows else 0.0
+
     def changes(self, since: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """The change feed after sequence number ``since``."""
         rows = self._read(
