@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ai_models.worker import AiWorker
 from pacs.core.ai_jobs import AiQueuePolicy
 from pacs.core.ai_results import AiResult
 from pacs.core.archive import Archive
@@ -163,3 +164,12 @@ def test_deleting_a_study_forgets_its_ai_jobs_and_results(queued: Archive) -> No
     assert queued.ai_results.for_study(str(ds.StudyInstanceUID)) == []
     assert queued.ai_queue.counts() == {}
     assert queued.ai_results.worklist() == []
+
+
+def test_worker_sees_ingest_by_others_not_its_own_writes(queued: Archive) -> None:
+    worker = AiWorker(queued, [], [], yield_to_ingest=3.0)
+    assert not worker._ingest_active()  # nothing stored yet
+    queued.store(to_bytes(make_radiograph()), "modality")
+    assert worker._ingest_active()
+    worker._own_write_at = time.time()  # as after the worker stored its own SR
+    assert not worker._ingest_active()
