@@ -16,6 +16,8 @@ from orthanc_compat import SystemInfo, build_orthanc_app, mount_at_root
 from pacs import ai_runtime
 from pacs.ai_http import build_ai_app
 from pacs.core.archive import Archive
+from pacs.core.remote import RemoteModality
+from pacs.dimse.remote import DimseForwarder
 from pacs.dimse.server import DimseServer
 from pacs.logging_setup import configure_logging
 from pacs.settings import Settings
@@ -44,6 +46,9 @@ def build_archive(settings: Settings, *, recover: bool = True) -> Archive:
         max_pixels=settings.dimse.max_pixels,
         batch_max=settings.index.batch_max,
         ai_policy=ai_runtime.queue_policy(settings),
+        modalities=[
+            RemoteModality(m.name, m.ae_title, m.host, m.port) for m in settings.modalities
+        ],
     )
 
 
@@ -121,7 +126,10 @@ async def _serve_http(settings: Settings, archive: Archive, stop: asyncio.Event)
         dicom_port=settings.dimse.port,
         http_port=settings.http.port,
     )
-    mount_at_root(app, build_orthanc_app(archive, orthanc_info))  # Orthanc's REST API at /
+    forwarder = DimseForwarder(archive, settings.dimse.ae_title, settings.dimse.acse_timeout)
+    mount_at_root(
+        app, build_orthanc_app(archive, orthanc_info, forwarder)
+    )  # Orthanc's REST API at /
     runner = web.AppRunner(app, access_log=logging.getLogger("pacs.http.access"))
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)

@@ -9,8 +9,11 @@ from aiohttp.web_urldispatcher import AbstractRuleMatching, MatchedSubAppResourc
 
 from orthanc_compat import (
     instances,
+    jobs,
     labels,
     metadata,
+    modalities,
+    queries,
     resources,
     system,
     tools,
@@ -20,10 +23,14 @@ from orthanc_compat import (
 from orthanc_compat.errors import orthanc_errors
 from orthanc_compat.keys import ARCHIVE, SYSTEM, SystemInfo
 from pacs.core.archive import Archive
+from pacs.core.remote import Forwarder
 
 
-def build_orthanc_app(archive: Archive, info: SystemInfo | None = None) -> web.Application:
-    """The sub-application with every Orthanc route we serve."""
+def build_orthanc_app(
+    archive: Archive, info: SystemInfo | None = None, forwarder: Forwarder | None = None
+) -> web.Application:
+    """The sub-application with every Orthanc route we serve; ``forwarder`` does the DICOM
+    networking of ``/modalities`` (without it those routes answer an error)."""
     app = web.Application(middlewares=[orthanc_errors])
     app[ARCHIVE] = archive
     app[SYSTEM] = info or SystemInfo()
@@ -35,6 +42,9 @@ def build_orthanc_app(archive: Archive, info: SystemInfo | None = None) -> web.A
     zip_archive.add_routes(app)
     labels.add_routes(app)
     metadata.add_routes(app)
+    jobs.add_routes(app)
+    modalities.add_routes(app, forwarder)
+    queries.add_routes(app)
     return app
 
 

@@ -19,6 +19,7 @@ from pacs.core.errors import (
     RefusedInstance,
     StorageUnavailable,
 )
+from pacs.core.remote import RemoteFailure, RemoteUnavailable
 
 log = logging.getLogger("pacs.orthanc")
 
@@ -30,6 +31,7 @@ NOT_IMPLEMENTED = (2, "Not implemented yet")
 PARAMETER_OUT_OF_RANGE = (3, "Parameter out of range")
 BAD_PARAMETER_TYPE = (5, "Bad type for a parameter")
 INEXISTENT_ITEM = (7, "Accessing an inexistent item")
+NETWORK_PROTOCOL = (9, "Error in the network protocol")
 BAD_REQUEST = (8, "Bad request")
 BAD_FILE_FORMAT = (15, "Bad file format")
 UNKNOWN_RESOURCE = (17, "Unknown resource")
@@ -69,6 +71,10 @@ def _from_core(exc: PacsError) -> OrthancError:
         return OrthancError(507, FULL_STORAGE, str(exc))
     if isinstance(exc, StorageUnavailable):
         return OrthancError(503, DATABASE_UNAVAILABLE, str(exc))
+    if isinstance(exc, RemoteUnavailable):  # Orthanc: 500 "DicomAssociation - ..."
+        return OrthancError(500, NETWORK_PROTOCOL, str(exc))
+    if isinstance(exc, RemoteFailure):  # Orthanc: 422 "C-MOVE SCU to AET ... has failed"
+        return OrthancError(422, NETWORK_PROTOCOL, str(exc))
     return OrthancError(500, INTERNAL, "")
 
 

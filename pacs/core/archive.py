@@ -16,11 +16,13 @@ from pacs.core.group_commit import GroupCommitter
 from pacs.core.index.db import Database
 from pacs.core.index.deletion import Deletion, delete_resource
 from pacs.core.index.labels import LabelIndex
+from pacs.core.index.modalities import ModalityRegistry
 from pacs.core.index.resources import ResourceIndex
 from pacs.core.index.sql_index import AddResult, PendingAdd, SqlIndex
 from pacs.core.ingest import Ingest, StoreResult
 from pacs.core.model import Level, StoredInstance
 from pacs.core.query import Query
+from pacs.core.remote import RemoteModality
 from pacs.core.responses import build_answers, filter_records
 from storage import BlobNotFound, BlobStore
 
@@ -39,6 +41,7 @@ class Archive:
         max_pixels: int = 0,
         batch_max: int = 64,
         ai_policy: AiQueuePolicy | None = None,
+        modalities: Sequence[RemoteModality] = (),
     ) -> None:
         self.index = index
         self.blobs = blobs
@@ -47,6 +50,7 @@ class Archive:
         self.ai_policy_enabled = ai_policy is not None
         self.resources = ResourceIndex(index.database)  # reads by public id
         self.labels = LabelIndex(index.database)
+        self.modalities = ModalityRegistry(index.database, modalities)  # remote AEs
         self._writer_conn = index.database.connect()
         self._committer: GroupCommitter[PendingAdd, AddResult] = GroupCommitter(
             self._write_batch, batch_max=batch_max

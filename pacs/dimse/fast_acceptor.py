@@ -188,7 +188,10 @@ class FastAcceptor:
         calling = stats.calling_ae
         called = str(request.called_ae_title).strip()
         rejection: tuple[int, int, int] | None = None
-        if not dimse.accept_unknown_callers and self.settings.modality_by_ae(calling) is None:
+        if (
+            not dimse.accept_unknown_callers
+            and self.store_service.archive.modalities.by_ae(calling) is None
+        ):
             rejection = (1, 1, 3)  # permanent, service user, calling AE title not recognised
         elif dimse.require_called_ae_title and called != dimse.ae_title:
             rejection = (1, 1, 7)  # permanent, service user, called AE title not recognised

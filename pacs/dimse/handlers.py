@@ -184,7 +184,7 @@ class DimseHandlers:
             if isinstance(destination_ae, bytes)
             else str(destination_ae)
         ).strip()
-        modality = self.settings.modality_by_ae(destination_title)
+        modality = self.archive.modalities.by_ae(destination_title)
         if modality is None:
             log.warning(
                 "C-MOVE from %s to unknown destination %r", stats.calling_ae, destination_title

@@ -72,7 +72,7 @@ class _Responder:
 
 
 class RetrieveService:
-    """Runs C-MOVE (to configured modalities only) and C-GET requests."""
+    """Runs C-MOVE (to known modalities only) and C-GET requests."""
 
     def __init__(self, archive: Archive, settings: Settings) -> None:
         self.archive = archive
@@ -90,7 +90,7 @@ class RetrieveService:
     ) -> None:
         """Answer one C-MOVE-RQ completely (pending responses, then the final one)."""
         respond = _Responder(writer, context_id, command, upper_layer.C_MOVE_RSP, implicit)
-        modality = self.settings.modality_by_ae(command.move_destination)
+        modality = self.archive.modalities.by_ae(command.move_destination)
         if modality is None:
             log.warning(
                 "C-MOVE from %s to unknown destination %r",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 
 from pynetdicom import (
     AE,
@@ -25,6 +26,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from pacs.core.archive import Archive
+from pacs.core.index.modalities import ModalityRegistry
 from pacs.dimse.fast_acceptor import FastAcceptor
 from pacs.dimse.handlers import DimseHandlers
 from pacs.dimse.retrieve_service import RetrieveService
@@ -59,7 +61,7 @@ def build_ae(settings: Settings) -> AE:
     ae.dimse_timeout = dimse.dimse_timeout
     ae.require_called_aet = dimse.require_called_ae_title
     if not dimse.accept_unknown_callers:
-        ae.require_calling_aet = [m.ae_title for m in settings.modalities]
+        ae.require_calling_aet = [m.ae_title for m in settings.modalities]  # see KnownCallers
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
     for sop_class in _QUERY_RETRIEVE:
         ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES[:4])
@@ -74,6 +76,23 @@ def build_ae(settings: Settings) -> AE:
     return ae
 
 
+class KnownCallers(list[str]):
+    """The AE titles allowed to call, read from the modality registry each time pynetdicom
+    checks (so modalities added over REST are admitted without a restart). Never empty to
+    pynetdicom's truth test: with no modality known, every caller is refused (as on the fast
+    path)."""
+
+    def __init__(self, registry: ModalityRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.registry.ae_titles())
+
+    def __bool__(self) -> bool:
+        return True
+
+
 class DimseServer:
     """The DICOM listener: one pynetdicom server thread pool over the Archive."""
 
@@ -81,6 +100,8 @@ class DimseServer:
         self.settings = settings
         self.ae = build_ae(settings)
         self.handlers = DimseHandlers(archive, settings)
+        if not settings.dimse.accept_unknown_callers:
+            self.ae._require_calling_aet = KnownCallers(archive.modalities)
         self._server: ReusePortAssociationServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -166,6 +166,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )
         ],
     ),
+    (
+        4,
+        "remote modalities added over the REST API (the TOML [[modalities]] are not stored)",
+        [
+            """CREATE TABLE modalities (
+                name TEXT PRIMARY KEY,
+                ae_title TEXT NOT NULL,
+                host TEXT NOT NULL,
+                port {big} NOT NULL,
+                options TEXT NOT NULL,
+                updated_at {float} NOT NULL)""",
+            "CREATE INDEX modalities_ae_title ON modalities (ae_title)",
+        ],
+    ),
 ]
 
 
