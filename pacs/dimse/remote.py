@@ -49,13 +49,14 @@ def _why_not_established(remote: RemoteModality, assoc: Association, timeout: fl
     """Why an association failed: rejected, aborted, or the TCP error met on connecting."""
     if assoc.is_rejected:
         return "association rejected by the remote AE"
-    if assoc.is_aborted:
-        return "association aborted by the remote AE"
     try:
         with socket.create_connection((remote.host, remote.port), timeout=timeout):
-            return "no answer to the association request"
+            pass
     except OSError as exc:
         return f"TCP Initialization Error: {exc.strerror or exc}"
+    if assoc.is_aborted:
+        return "association aborted by the remote AE"
+    return "no answer to the association request"
 
 
 class DimseForwarder:
