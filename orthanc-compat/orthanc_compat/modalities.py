@@ -197,7 +197,13 @@ async def put_modality(request: web.Request) -> web.Response:
 
 async def delete_modality(request: web.Request) -> web.Response:
     """``DELETE /modalities/{name}``."""
-    await asyncio.to_thread(archive_of(request).modalities.delete, request.match_info["name"])
+    name = request.match_info["name"]
+    try:
+        await asyncio.to_thread(archive_of(request).modalities.delete, name)
+    except NotFound:
+        raise OrthancError(
+            404, INEXISTENT_ITEM, f"Unknown DICOM modality with symbolic name: {name}"
+        ) from None
     return json_response({})
 
 

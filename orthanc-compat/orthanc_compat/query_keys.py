@@ -15,7 +15,17 @@ from orthanc_compat.errors import (
 )
 
 # Orthanc's level names -> Query/Retrieve Level values.
-LEVELS = {"patient": "PATIENT", "study": "STUDY", "series": "SERIES", "instance": "IMAGE"}
+LEVELS = {
+    "patient": "PATIENT",
+    "patients": "PATIENT",
+    "study": "STUDY",
+    "studies": "STUDY",
+    "series": "SERIES",
+    "instance": "IMAGE",
+    "instances": "IMAGE",
+    "image": "IMAGE",
+    "images": "IMAGE",
+}
 DISPLAY = {"PATIENT": "Patient", "STUDY": "Study", "SERIES": "Series", "IMAGE": "Instance"}
 # Return keys Orthanc adds to a query at each level (its "Normalize" option).
 _LEVEL_KEYS = {
@@ -34,11 +44,10 @@ _MOVE_KEYS = {
 
 
 def level_name(value: Any) -> str:
-    """``"Study"`` (any case) -> ``"STUDY"``; 400 "Parameter out of range" otherwise."""
+    """``"Study"``, ``"Studies"`` (any case) -> ``"STUDY"``; 400 "Parameter out of range"
+    otherwise (Orthanc's names, plurals included)."""
     if isinstance(value, str) and value.strip().lower() in LEVELS:
         return LEVELS[value.strip().lower()]
-    if isinstance(value, str) and value.strip().upper() == "IMAGE":
-        return "IMAGE"
     raise OrthancError(400, PARAMETER_OUT_OF_RANGE, f"unknown level {value!r}")
 
 
