@@ -43,7 +43,10 @@ class DimseSettings:
     port: int = field(default=11112, metadata=_doc("TCP port of the DICOM listener."))
     accept_unknown_callers: bool = field(
         default=True,
-        metadata=_doc("false: only AE titles listed in [[modalities]] may open associations."),
+        metadata=_doc(
+            "false: only known AE titles ([[modalities]], or added over the REST API "
+            "at /modalities) may open associations."
+        ),
     )
     require_called_ae_title: bool = field(
         default=False, metadata=_doc("true: reject associations not addressed to our AE title.")
@@ -200,7 +203,8 @@ class AiRoute:
 
 @dataclass(frozen=True)
 class Modality:
-    """A remote AE: a C-MOVE destination and, when callers are restricted, an allowed caller."""
+    """A remote AE: a C-MOVE destination and, when callers are restricted, an allowed caller
+    (``pacs.main`` hands these to the core's modality registry)."""
 
     name: str
     ae_title: str

@@ -20,6 +20,7 @@ SAMPLES = {
     "{path}": "0010-0010",
     "{label}": "ai-flag",
     "{name}": "TransferSyntax",
+    "{index}": "0",
 }
 
 

@@ -35,7 +35,9 @@ class Net:
     study_id: str  # a study of ours (3 instances)
 
 
-def _start_orthanc(folder: Path, dicom_port: int, modalities: dict[str, Any]) -> subprocess.Popen[bytes]:
+def _start_orthanc(
+    folder: Path, dicom_port: int, modalities: dict[str, Any]
+) -> subprocess.Popen[bytes]:
     binary = shutil.which("Orthanc")
     if binary is None:
         pytest.skip("Orthanc is not installed (apt-get install orthanc)")
@@ -123,7 +125,9 @@ def test_list_and_configuration_shapes_match_orthanc(net: Net) -> None:
     theirs = requests.get(f"{net.orthanc}/modalities?expand", timeout=10).json()
     assert ours["shape"] == theirs["shape"]
     assert ours["shape"]["Manufacturer"] == "GE" and ours["shape"]["Port"] == 104
-    assert {"conf", "orthanc", "shape"} <= set(requests.get(f"{net.url}/modalities", timeout=10).json())
+    assert {"conf", "orthanc", "shape"} <= set(
+        requests.get(f"{net.url}/modalities", timeout=10).json()
+    )
     config = requests.get(f"{net.url}/modalities/shape/configuration", timeout=10).json()
     assert config == theirs["shape"]
     assert "echo" in requests.get(f"{net.url}/modalities/shape", timeout=10).json()
@@ -140,14 +144,28 @@ def test_bad_bodies_and_unknown_modalities(net: Net) -> None:
         assert theirs.status_code == 400 and theirs.json()["OrthancStatus"] == 15
     assert ours["Uri"] == "/modalities/bad" and ours["Method"] == "PUT"
     _error(requests.put(f"{net.url}/modalities/bad", data=b"{nope", timeout=10), 400, 15)
-    _error(requests.put(f"{net.url}/modalities/bad", json={"AET": "X" * 17, "Host": "h", "Port": 1}, timeout=10), 400, 8)
+    _error(
+        requests.put(
+            f"{net.url}/modalities/bad", json={"AET": "X" * 17, "Host": "h", "Port": 1}, timeout=10
+        ),
+        400,
+        8,
+    )
     _error(requests.post(f"{net.url}/modalities/nope/echo", timeout=10), 404, 7)
     _error(requests.get(f"{net.url}/modalities/nope", timeout=10), 404, 7)
-    _error(requests.post(f"{net.url}/modalities/orthanc/store", json=["nothere"], timeout=10), 400, 15)
+    _error(
+        requests.post(f"{net.url}/modalities/orthanc/store", json=["nothere"], timeout=10), 400, 15
+    )
     missing = "0123abcd-0123abcd-0123abcd-0123abcd-0123abcd"
-    _error(requests.post(f"{net.url}/modalities/orthanc/store", json=[missing], timeout=10), 404, 17)
+    _error(
+        requests.post(f"{net.url}/modalities/orthanc/store", json=[missing], timeout=10), 404, 17
+    )
     _error(requests.post(f"{net.url}/modalities/orthanc/query", json=[1], timeout=10), 400, 15)
-    _error(requests.post(f"{net.url}/modalities/orthanc/query", json={"Level": "Bogus"}, timeout=10), 400, 3)
+    _error(
+        requests.post(f"{net.url}/modalities/orthanc/query", json={"Level": "Bogus"}, timeout=10),
+        400,
+        3,
+    )
     _error(requests.get(f"{net.url}/jobs/nope", timeout=10), 404, 7)
     _error(requests.get(f"{net.url}/queries/nope/answers", timeout=10), 404, 7)
 
@@ -174,7 +192,9 @@ def test_store_synchronous_and_as_a_job(net: Net) -> None:
     # Orthanc's ids are the same on both sides: the study arrived whole.
     study = requests.get(f"{net.orthanc}/studies/{net.study_id}", timeout=10).json()
     assert len(study["Series"]) == 1
-    assert len(requests.get(f"{net.orthanc}/studies/{net.study_id}/instances", timeout=10).json()) == 3
+    assert (
+        len(requests.get(f"{net.orthanc}/studies/{net.study_id}/instances", timeout=10).json()) == 3
+    )
     requests.delete(f"{net.orthanc}/studies/{net.study_id}", timeout=10)
 
     started = requests.post(
@@ -185,7 +205,9 @@ def test_store_synchronous_and_as_a_job(net: Net) -> None:
     assert started["Path"] == f"/jobs/{started['ID']}"
     job = _wait_job(net.url, started["ID"])
     assert job["State"] == "Success" and job["Type"] == "DicomModalityStore"
-    assert job["Progress"] == 100 and job["ErrorCode"] == 0 and job["Content"]["InstancesCount"] == 3
+    assert (
+        job["Progress"] == 100 and job["ErrorCode"] == 0 and job["Content"]["InstancesCount"] == 3
+    )
     assert {"CreationTime", "CompletionTime", "ErrorDescription", "Timestamp"} <= set(job)
     assert started["ID"] in requests.get(f"{net.url}/jobs", timeout=10).json()
     assert requests.get(f"{net.orthanc}/studies/{net.study_id}", timeout=10).ok
@@ -199,13 +221,17 @@ def test_store_synchronous_and_as_a_job(net: Net) -> None:
     job = _wait_job(net.url, failed["ID"])
     assert job["State"] == "Failure" and job["ErrorCode"] == 9
     assert job["ErrorDetails"].startswith('DicomAssociation - connecting to AET "CONFAE"')
-    _error(requests.post(f"{net.url}/modalities/conf/store", json=[net.study_id], timeout=60), 500, 9)
+    _error(
+        requests.post(f"{net.url}/modalities/conf/store", json=[net.study_id], timeout=60), 500, 9
+    )
 
 
 def _remote_study(net: Net) -> str:
     """A study stored in Orthanc only; its StudyInstanceUID."""
     study_uid = new_uid()
-    for ds in make_series(2, patient_id="REMOTE1", study_uid=study_uid, rows=4, columns=4, accession="RACC"):
+    for ds in make_series(
+        2, patient_id="REMOTE1", study_uid=study_uid, rows=4, columns=4, accession="RACC"
+    ):
         assert requests.post(f"{net.orthanc}/instances", data=to_bytes(ds), timeout=30).ok
     return study_uid
 
@@ -223,8 +249,14 @@ def test_query_answers_and_retrieve(net: Net) -> None:
     assert query_id in requests.get(f"{net.url}/queries", timeout=10).json()
     assert requests.get(f"{net.url}/queries/{query_id}/answers", timeout=10).json() == ["0"]
     content = requests.get(f"{net.url}/queries/{query_id}/answers/0/content", timeout=10).json()
-    assert content["0020,000d"] == {"Name": "StudyInstanceUID", "Type": "String", "Value": study_uid}
-    simplified = requests.get(f"{net.url}/queries/{query_id}/answers?expand&simplify", timeout=10).json()
+    assert content["0020,000d"] == {
+        "Name": "StudyInstanceUID",
+        "Type": "String",
+        "Value": study_uid,
+    }
+    simplified = requests.get(
+        f"{net.url}/queries/{query_id}/answers?expand&simplify", timeout=10
+    ).json()
     assert simplified[0]["AccessionNumber"] == "RACC" and simplified[0]["PatientID"] == "REMOTE1"
     assert requests.get(f"{net.url}/queries/{query_id}/level", timeout=10).text == "Study"
     assert requests.get(f"{net.url}/queries/{query_id}/modality", timeout=10).text == "orthanc"
@@ -232,13 +264,19 @@ def test_query_answers_and_retrieve(net: Net) -> None:
     assert asked == {"PatientID": "REMOTE*"}
 
     # The same query on Orthanc (against itself) gives the same answer keys.
-    requests.put(f"{net.orthanc}/modalities/self", json=[ORTHANC_AE, "127.0.0.1", net.orthanc_dicom_port], timeout=10)
+    requests.put(
+        f"{net.orthanc}/modalities/self",
+        json=[ORTHANC_AE, "127.0.0.1", net.orthanc_dicom_port],
+        timeout=10,
+    )
     theirs = requests.post(
         f"{net.orthanc}/modalities/self/query",
         json={"Level": "Study", "Query": {"PatientID": "REMOTE*"}},
         timeout=30,
     ).json()["ID"]
-    their_content = requests.get(f"{net.orthanc}/queries/{theirs}/answers/0/content", timeout=10).json()
+    their_content = requests.get(
+        f"{net.orthanc}/queries/{theirs}/answers/0/content", timeout=10
+    ).json()
     assert set(their_content) == set(content)
 
     moved = requests.post(f"{net.url}/queries/{query_id}/answers/0/retrieve", data=b"", timeout=60)
@@ -276,7 +314,11 @@ def test_the_dimse_door_moves_to_a_modality_added_over_rest(net: Net) -> None:
     requests.delete(f"{net.orthanc}/studies/{net.study_id}", timeout=10)
     answer = requests.post(
         f"{net.orthanc}/modalities/pacs/move",
-        json={"Level": "Study", "Resources": [{"StudyInstanceUID": _study_uid(net)}], "TargetAet": ORTHANC_AE},
+        json={
+            "Level": "Study",
+            "Resources": [{"StudyInstanceUID": _study_uid(net)}],
+            "TargetAet": ORTHANC_AE,
+        },
         timeout=60,
     )
     assert answer.status_code == 200, answer.text
