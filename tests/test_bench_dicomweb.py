@@ -19,7 +19,9 @@ pytestmark = pytest.mark.integration
 def test_smoke_run_measures_every_line(tmp_path: Path) -> None:
     require_dcmtk("storescu")
     out = tmp_path / "result.json"
-    env = {**os.environ, "BENCH_WORK": str(tmp_path / "work"), "PYTHONPATH": str(REPO)}
+    # orthanc-compat/ too: else an editable install elsewhere may provide orthanc_compat
+    path = os.pathsep.join((str(REPO), str(REPO / "orthanc-compat")))
+    env = {**os.environ, "BENCH_WORK": str(tmp_path / "work"), "PYTHONPATH": path}
     finished = subprocess.run(
         [
             sys.executable,
