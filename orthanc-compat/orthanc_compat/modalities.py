@@ -8,6 +8,7 @@ callers. The DICOM work is done by the `Forwarder` the composition root gives.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -164,6 +165,21 @@ def forwarder_of(request: web.Request) -> Forwarder:
     return forwarder
 
 
+def with_options(modality: RemoteModality, body: Any) -> RemoteModality:
+    """The modality with a request's ``LocalAet`` and ``Timeout`` (seconds), when given."""
+    if not isinstance(body, dict):
+        return modality
+    changes: dict[str, Any] = {}
+    if "LocalAet" in body:
+        changes["local_aet"] = _string(body, "LocalAet")
+    if "Timeout" in body:
+        timeout = body["Timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
+            raise _bad("Unsigned integer value expected in field: Timeout")
+        changes["timeout"] = timeout
+    return dataclasses.replace(modality, **changes) if changes else modality
+
+
 def local_aet(request: web.Request, modality: RemoteModality) -> str:
     """The AE title we call from."""
     return modality.local_aet or request.app[SYSTEM].dicom_aet
@@ -259,6 +275,7 @@ async def store(request: web.Request) -> web.Response:
     ``DicomModalityStore`` job; synchronous unless ``"Asynchronous": true``."""
     modality = await asyncio.to_thread(modality_of, request)
     body = await body_json(request)
+    modality = with_options(modality, body)
     resources = _store_resources(body)
     archive = archive_of(request)
     instances = await asyncio.to_thread(instances_of, archive, resources)
@@ -296,6 +313,7 @@ async def move(request: web.Request) -> web.Response:
     modality = await asyncio.to_thread(modality_of, request)
     body = await body_json(request)
     identifiers = move_identifiers(body)
+    modality = with_options(modality, body)
     target = body.get("TargetAet") or request.app[SYSTEM].dicom_aet
     if not isinstance(target, str):
         raise _bad("String value expected in field: TargetAet")

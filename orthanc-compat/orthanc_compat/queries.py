@@ -18,7 +18,13 @@ from pydicom.dataset import Dataset
 from orthanc_compat.errors import BAD_FILE_FORMAT, INEXISTENT_ITEM, OrthancError
 from orthanc_compat.jobs import Job, run_job, synchronous
 from orthanc_compat.keys import SYSTEM, add_route, flag, json_response
-from orthanc_compat.modalities import body_json, forwarder_of, modality_of, move_content
+from orthanc_compat.modalities import (
+    body_json,
+    forwarder_of,
+    modality_of,
+    move_content,
+    with_options,
+)
 from orthanc_compat.query_keys import DISPLAY, dataset_of, level_name, move_identifier
 from orthanc_compat.tags import full_tags, simplified_tags
 from pacs.core.remote import RemoteModality
@@ -81,6 +87,7 @@ async def query(request: web.Request) -> web.Response:
     body = await body_json(request)
     if not isinstance(body, dict):
         raise OrthancError(400, BAD_FILE_FORMAT, "Must provide a JSON object")
+    modality = with_options(modality, body)
     level = level_name(body.get("Level"))
     tags = body.get("Query", {})
     if not isinstance(tags, dict):

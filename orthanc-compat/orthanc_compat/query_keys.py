@@ -30,9 +30,15 @@ DISPLAY = {"PATIENT": "Patient", "STUDY": "Study", "SERIES": "Series", "IMAGE": 
 # Return keys Orthanc adds to a query at each level (its "Normalize" option).
 _LEVEL_KEYS = {
     "PATIENT": ("PatientID",),
-    "STUDY": ("AccessionNumber", "StudyInstanceUID"),
-    "SERIES": ("SeriesInstanceUID",),
-    "IMAGE": ("SOPInstanceUID",),
+    "STUDY": ("AccessionNumber", "PatientID", "StudyInstanceUID"),
+    "SERIES": ("AccessionNumber", "PatientID", "StudyInstanceUID", "SeriesInstanceUID"),
+    "IMAGE": (
+        "AccessionNumber",
+        "PatientID",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "SOPInstanceUID",
+    ),
 }
 # Keys of an answer that name it in a C-MOVE request, per level (as Orthanc sends).
 _MOVE_KEYS = {
