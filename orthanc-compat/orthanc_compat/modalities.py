@@ -23,14 +23,14 @@ from orthanc_compat.errors import (
     UNKNOWN_RESOURCE,
     OrthancError,
 )
-from orthanc_compat.jobs import Job, run_job, synchronous
+from orthanc_compat.jobs import Job, JobCanceled, run_job, synchronous
 from orthanc_compat.keys import SYSTEM, add_route, archive_of, flag, json_response
 from orthanc_compat.query_keys import dataset_of, level_name
 from orthanc_compat.tags import short_tags
 from pacs.core.archive import Archive
 from pacs.core.errors import NotFound
 from pacs.core.model import Level, StoredInstance
-from pacs.core.remote import Forwarder, RemoteModality
+from pacs.core.remote import Forwarder, RemoteFailure, RemoteModality
 
 FORWARDER = web.AppKey("orthanc_forwarder", Forwarder)
 
@@ -289,9 +289,18 @@ async def store(request: web.Request) -> web.Response:
         "RemoteAet": modality.ae_title,
     }
 
+    permissive = isinstance(body, dict) and bool(body.get("Permissive"))
+
     def work(job: Job) -> None:
         outcome = forwarder.store(modality, instances, job.report, job.cancelled)
         content["FailedInstancesCount"] = outcome.failed
+        if job.cancelled():
+            raise JobCanceled()
+        if outcome.failed and not permissive:  # as Orthanc: the job fails unless Permissive
+            raise RemoteFailure(
+                f'C-STORE SCU to AET "{modality.ae_title}" has failed for '
+                f"{outcome.failed} of {len(instances)} instance(s)"
+            )
 
     return await run_job(request, "DicomModalityStore", content, work, synchronous(body))
 

@@ -175,6 +175,13 @@ def test_echo_and_unreachable_remote(net: Net) -> None:
     assert answer.status_code == 200 and answer.json() == {}
     ours = _error(requests.post(f"{net.url}/modalities/conf/echo", timeout=30), 500, 9)
     assert ours["Details"].startswith('DicomAssociation - connecting to AET "CONFAE"')
+    assert "Connection refused" in ours["Details"]
+    for operation, body in (
+        ("query", {"Level": "Study", "Query": {}}),
+        ("move", {"Level": "Study", "Resources": [{"StudyInstanceUID": "1.2.3"}]}),
+    ):
+        failed = requests.post(f"{net.url}/modalities/conf/{operation}", json=body, timeout=30)
+        assert "DicomAssociation" in _error(failed, 500, 9)["Details"]
     port = free_port()
     requests.put(f"{net.orthanc}/modalities/conf", json=["CONFAE", "127.0.0.1", port], timeout=10)
     theirs = requests.post(f"{net.orthanc}/modalities/conf/echo", timeout=30).json()
@@ -425,3 +432,73 @@ def test_store_to_dcmtk_storescp(tmp_path: Path) -> None:
         server.stop()
         scp.terminate()
         scp.wait(timeout=10)
+
+
+class _SlowPickyScp:
+    """A pynetdicom Storage SCP that takes ``delay`` s per instance and refuses (0xA700) the
+    instances whose Instance Number is in ``refuse``."""
+
+    def __init__(self, delay: float, refuse: set[int]) -> None:
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+        self.received: list[str] = []
+        self.delay, self.refuse = delay, refuse
+        self.port = free_port()
+        self.ae = AE(ae_title="PICKY")
+        self.ae.supported_contexts = AllStoragePresentationContexts
+        self.server = self.ae.start_server(
+            ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
+        )
+
+    def _store(self, event: Any) -> int:
+        time.sleep(self.delay)
+        ds = event.dataset
+        if int(ds.InstanceNumber) in self.refuse:
+            return 0xA700
+        self.received.append(str(ds.SOPInstanceUID))
+        return 0x0000
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.ae.shutdown()
+
+
+def test_refused_instances_permissive_and_cancel(tmp_path: Path) -> None:
+    scp = _SlowPickyScp(delay=0.2, refuse={2})
+    server = start_server(tmp_path, modality_config("picky", "PICKY", scp.port), name="ours")
+    try:
+        wait_for_port(server.http_port, process=server.process)
+        url = f"http://127.0.0.1:{server.http_port}"
+        for ds in make_series(3, patient_id="PICKY1", study_uid=new_uid(), rows=4, columns=4):
+            assert requests.post(f"{url}/instances", data=to_bytes(ds), timeout=30).ok
+        [study] = requests.get(f"{url}/studies", timeout=10).json()
+        refused = _error(
+            requests.post(f"{url}/modalities/picky/store", json=[study], timeout=60), 422, 9
+        )
+        assert "1 of 3 instance(s)" in refused["Details"]
+        permissive = requests.post(
+            f"{url}/modalities/picky/store",
+            json={"Resources": [study], "Permissive": True},
+            timeout=60,
+        )
+        assert permissive.status_code == 200, permissive.text
+        assert permissive.json()["FailedInstancesCount"] == 1
+        assert len(scp.received) == 4
+
+        scp.refuse.clear()
+        scp.delay = 1.0
+        started = requests.post(
+            f"{url}/modalities/picky/store",
+            json={"Resources": [study], "Asynchronous": True},
+            timeout=60,
+        ).json()
+        time.sleep(0.3)
+        running = requests.get(f"{url}/jobs/{started['ID']}", timeout=10).json()
+        assert running["State"] == "Running" and "CompletionTime" not in running
+        assert requests.post(f"{url}/jobs/{started['ID']}/cancel", timeout=10).json() == {}
+        job = _wait_job(url, started["ID"])
+        assert job["State"] == "Failure" and job["ErrorCode"] == 14
+        assert len(scp.received) < 4 + 3
+    finally:
+        server.stop()
+        scp.stop()
