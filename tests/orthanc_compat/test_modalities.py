@@ -37,7 +37,7 @@ class Net:
 
 def _start_orthanc(
     folder: Path, dicom_port: int, modalities: dict[str, Any]
-) -> subprocess.Popen[bytes]:
+) -> tuple[subprocess.Popen[bytes], str]:
     binary = shutil.which("Orthanc")
     if binary is None:
         pytest.skip("Orthanc is not installed (apt-get install orthanc)")
@@ -62,16 +62,17 @@ def _start_orthanc(
     path.write_text(json.dumps(config), encoding="utf-8")
     with open(folder / "orthanc.log", "wb") as log:
         process = subprocess.Popen([binary, str(path)], stdout=log, stderr=subprocess.STDOUT)
-    process.http_port = http_port  # type: ignore[attr-defined]
     wait_for_port(http_port, process=process)
-    return process
+    return process, f"http://127.0.0.1:{http_port}"
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     folder = tmp_path_factory.mktemp("modalities")
     our_port, orthanc_port = free_port(), free_port()
-    orthanc = _start_orthanc(folder, orthanc_port, {"pacs": ["PACS", "127.0.0.1", our_port]})
+    orthanc, orthanc_url = _start_orthanc(
+        folder, orthanc_port, {"pacs": ["PACS", "127.0.0.1", our_port]}
+    )
     server = start_server(
         folder,
         modality_config("conf", "CONFAE", free_port()),  # configured, nobody listening
@@ -91,7 +92,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             timeout=10,
         )
         assert answer.status_code == 200, answer.text
-        orthanc_url = f"http://127.0.0.1:{orthanc.http_port}"  # type: ignore[attr-defined]
         yield Net(server, url, orthanc_url, orthanc_port, study_id)
     finally:
         server.stop()
