@@ -1,4 +1,4 @@
-"""Command line: ``pacs serve | check-config | init-db | ai evaluate | ai worker``."""
+"""Command line: ``pacs serve | check-config | init-db | ai evaluate | ai worker | verify``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from ai_models.cli import add_ai_commands, run_ai
 from pacs.core.errors import ConfigError
 from pacs.settings import describe, load_settings
+from pacs.storage_cli import STORAGE_COMMANDS, add_storage_commands
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     text = "run an AI worker on this machine (claims due series from the shared index)"
     worker = add_ai_commands(ai).add_parser("worker", help=text, description=text)
     worker.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    add_storage_commands(commands)
     return parser
 
 
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_ai(args)
     from pacs import main as composition  # the composition root is loaded only to run
 
+    if args.command in STORAGE_COMMANDS:
+        return composition.run_storage_command(args, settings)
     if args.command == "ai":
         composition.run_ai_worker(settings, child=False)
         return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import logging
@@ -12,7 +13,7 @@ import threading
 from aiohttp import web
 
 from dicomweb import build_dicomweb_app, wado_uri_handler
-from pacs import ai_runtime
+from pacs import ai_runtime, storage_cli
 from pacs.ai_http import build_ai_app
 from pacs.core.archive import Archive
 from pacs.dimse.server import DimseServer
@@ -25,6 +26,17 @@ from storage import FileSystemBlobStore
 log = logging.getLogger("pacs")
 
 
+def build_blob_store(settings: Settings) -> FileSystemBlobStore:
+    """The hot blob store."""
+    return FileSystemBlobStore(settings.blob_dir, fsync=settings.storage.fsync)
+
+
+def run_storage_command(args: argparse.Namespace, settings: Settings) -> int:
+    """``pacs verify`` (and the other storage commands) over the configured stores."""
+    configure_logging(settings)
+    return storage_cli.run_verify(args, settings, build_blob_store(settings))
+
+
 def build_archive(settings: Settings, *, recover: bool = True) -> Archive:
     """The Archive over the configured blob store and index (migrated on open).
 
@@ -32,7 +44,7 @@ def build_archive(settings: Settings, *, recover: bool = True) -> Archive:
     before any process receives (a worker doing it would delete another's write in flight).
     """
     settings.server.data_dir.mkdir(parents=True, exist_ok=True)
-    blobs = FileSystemBlobStore(settings.blob_dir, fsync=settings.storage.fsync)
+    blobs = build_blob_store(settings)
     if recover:
         blobs.remove_partial_writes()
     return Archive.open(

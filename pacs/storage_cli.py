@@ -1,0 +1,106 @@
+"""``pacs verify``: check every stored object against the index (more storage commands
+join it here). The composition root hands in the blob stores; this module only parses and
+reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pacs.core.index.db import Database
+from pacs.core.integrity import Problem, Verifier
+from pacs.settings import Settings
+from storage import BlobStore
+
+STORAGE_COMMANDS = ("verify",)
+
+
+def add_storage_commands(commands: Any) -> None:
+    """Add the storage sub-commands to the ``pacs`` parser's sub-parsers."""
+    text = "check every stored object against the index (exists, size, SHA-256) and find orphans"
+    verify = commands.add_parser("verify", help=text, description=text)
+    verify.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    verify.add_argument(
+        "--rate", type=float, default=0.0, help="read at most this many MB/s (0 = no limit)"
+    )
+    verify.add_argument(
+        "--since",
+        default="",
+        help="only instances received since: YYYY-MM-DD, an ISO date-time, or Nd / Nh ago",
+    )
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument(
+        "--no-orphans", action="store_true", help="skip the search for orphan blobs"
+    )
+    verify.add_argument(
+        "--remove-orphans",
+        action="store_true",
+        help="delete orphan blobs older than --orphan-min-age (nothing else is ever written)",
+    )
+    verify.add_argument(
+        "--orphan-min-age",
+        type=float,
+        default=3600.0,
+        help="seconds; younger unindexed blobs may be in flight and are left alone (default 3600)",
+    )
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``2024-01-31``, ``2024-01-31T08:00``, ``20240131``, ``7d`` or ``12h`` as a UTC epoch."""
+    text = text.strip()
+    if not text:
+        return 0.0
+    now = time.time() if now is None else now
+    relative = re.fullmatch(r"(\d+(?:\.\d+)?)([dh])", text)
+    if relative:
+        amount = float(relative.group(1)) * (86400 if relative.group(2) == "d" else 3600)
+        return now - amount
+    if re.fullmatch(r"\d{8}", text):
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"cannot read --since {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def run_verify(args: argparse.Namespace, settings: Settings, hot: BlobStore) -> int:
+    """``pacs verify``: 0 when nothing is missing or corrupt, 1 otherwise, 2 on bad usage."""
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    database = Database(settings.index_url)
+    try:
+
+        def show(problem: Problem) -> None:
+            if not args.json:
+                print(problem.describe(), flush=True)
+
+        report = Verifier(database, hot).run(
+            since=since,
+            rate_bytes=args.rate * 1e6,
+            orphans=not args.no_orphans,
+            remove_orphans=args.remove_orphans,
+            orphan_min_age=args.orphan_min_age,
+            on_problem=show,
+        )
+    finally:
+        database.close()
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for orphan in report.orphans:
+            age = "unknown age" if orphan.age is None else f"{orphan.age:.0f} s old"
+            state = " (removed)" if orphan.removed else ""
+            print(f"ORPHAN   blob={orphan.blob_key} {age}{state}")
+        print(report.summary())
+    return 0 if report.ok else 1
