@@ -16,7 +16,9 @@ from dicomweb import build_dicomweb_app, wado_uri_handler
 from pacs import ai_runtime, storage_cli
 from pacs.ai_http import build_ai_app
 from pacs.core.archive import Archive
+from pacs.core.scrub import Scrubber
 from pacs.dimse.server import DimseServer
+from pacs.integrity_http import integrity_handler
 from pacs.logging_setup import configure_logging
 from pacs.settings import Settings
 from pacs.supervisor import Supervisor
@@ -119,8 +121,21 @@ def run_dimse_worker(settings: Settings) -> None:
         archive.close()
 
 
-async def _serve_http(settings: Settings, archive: Archive, stop: asyncio.Event) -> None:
+def build_scrubber(settings: Settings, archive: Archive) -> Scrubber:
+    """The background scrub over the hot store (started by ``serve`` when its rate is > 0)."""
+    return Scrubber(
+        archive.index.database,
+        archive.blobs,
+        rate_bytes=settings.storage.scrub_rate_mb_s * 1e6,
+        pass_interval=settings.storage.scrub_pass_hours * 3600,
+    )
+
+
+async def _serve_http(
+    settings: Settings, archive: Archive, scrubber: Scrubber, stop: asyncio.Event
+) -> None:
     app = build_app(archive)
+    app.router.add_get("/integrity", integrity_handler(scrubber.status))
     app.add_subapp("/dicom-web", build_dicomweb_app(archive, "/dicom-web"))
     app.router.add_get("/wado", wado_uri_handler(archive))  # where legacy links expect it
     app.add_subapp("/ai", build_ai_app(archive, lambda: ai_runtime.model_summaries(settings)))
@@ -135,13 +150,13 @@ async def _serve_http(settings: Settings, archive: Archive, stop: asyncio.Event)
         await runner.cleanup()
 
 
-async def _serve(settings: Settings, archive: Archive) -> None:
+async def _serve(settings: Settings, archive: Archive, scrubber: Scrubber) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     if settings.http.port:
-        await _serve_http(settings, archive, stop)
+        await _serve_http(settings, archive, scrubber, stop)
     else:
         await stop.wait()
 
@@ -158,6 +173,9 @@ def serve(settings: Settings) -> None:
             children.start(f"ai-worker-{number + 1}", run_ai_worker, settings)
     dimse = DimseServer(archive, settings)
     dimse.start()
+    scrubber = build_scrubber(settings, archive)
+    if settings.storage.scrub_rate_mb_s > 0:
+        scrubber.start()
     _settle_heap()
     log.info(
         "PACS %s ready: DICOM port %d, HTTP port %d, data in %s",
@@ -167,9 +185,10 @@ def serve(settings: Settings) -> None:
         settings.server.data_dir,
     )
     try:
-        asyncio.run(_serve(settings, archive))
+        asyncio.run(_serve(settings, archive, scrubber))
     finally:
         log.info("shutting down")
+        scrubber.stop()
         dimse.stop()
         children.stop()
         archive.close()
