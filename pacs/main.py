@@ -16,6 +16,7 @@ from dicomweb import build_dicomweb_app, wado_uri_handler
 from pacs import ai_runtime, storage_cli
 from pacs.ai_http import build_ai_app
 from pacs.core.archive import Archive
+from pacs.core.repair import ReplicaRepairer
 from pacs.core.scrub import Scrubber
 from pacs.dimse.server import DimseServer
 from pacs.integrity_http import integrity_handler
@@ -23,20 +24,30 @@ from pacs.logging_setup import configure_logging
 from pacs.settings import Settings
 from pacs.supervisor import Supervisor
 from pacs.web import build_app
-from storage import FileSystemBlobStore
+from storage import FileSystemBlobStore, ReplicatedBlobStore
 
 log = logging.getLogger("pacs")
 
 
-def build_blob_store(settings: Settings) -> FileSystemBlobStore:
-    """The hot blob store."""
-    return FileSystemBlobStore(settings.blob_dir, fsync=settings.storage.fsync)
+def build_blob_stores(settings: Settings) -> tuple[FileSystemBlobStore, FileSystemBlobStore | None]:
+    """The hot blob store and the replica, when one is configured."""
+    hot = FileSystemBlobStore(settings.blob_dir, fsync=settings.storage.fsync)
+    if not settings.storage.replica_path:
+        return hot, None
+    return hot, FileSystemBlobStore(settings.storage.replica_path, fsync=settings.storage.fsync)
+
+
+def build_blob_store(settings: Settings) -> FileSystemBlobStore | ReplicatedBlobStore:
+    """What ingest writes to: the hot store, mirrored to the replica when there is one."""
+    hot, replica = build_blob_stores(settings)
+    return hot if replica is None else ReplicatedBlobStore(hot, replica)
 
 
 def run_storage_command(args: argparse.Namespace, settings: Settings) -> int:
     """``pacs verify`` (and the other storage commands) over the configured stores."""
     configure_logging(settings)
-    return storage_cli.run_verify(args, settings, build_blob_store(settings))
+    hot, replica = build_blob_stores(settings)
+    return storage_cli.run_verify(args, settings, hot, replica)
 
 
 def build_archive(settings: Settings, *, recover: bool = True) -> Archive:
@@ -122,12 +133,17 @@ def run_dimse_worker(settings: Settings) -> None:
 
 
 def build_scrubber(settings: Settings, archive: Archive) -> Scrubber:
-    """The background scrub over the hot store (started by ``serve`` when its rate is > 0)."""
+    """The background scrub over the hot store (started by ``serve`` when its rate is > 0);
+    with a replica it restores what it finds missing or corrupt."""
+    blobs = archive.blobs
+    hot = blobs.primary if isinstance(blobs, ReplicatedBlobStore) else blobs
+    repair = ReplicaRepairer(hot, blobs.replica) if isinstance(blobs, ReplicatedBlobStore) else None
     return Scrubber(
         archive.index.database,
-        archive.blobs,
+        hot,
         rate_bytes=settings.storage.scrub_rate_mb_s * 1e6,
         pass_interval=settings.storage.scrub_pass_hours * 3600,
+        repair=repair,
     )
 
 

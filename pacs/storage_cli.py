@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pacs.core.index.db import Database
-from pacs.core.integrity import Problem, Verifier
+from pacs.core.integrity import Problem, Verifier, VerifyReport
+from pacs.core.repair import ReplicaRepairer
+from pacs.core.scrub import ScrubLedger
 from pacs.settings import Settings
 from storage import BlobStore
 
@@ -34,6 +36,12 @@ def add_storage_commands(commands: Any) -> None:
         help="only instances received since: YYYY-MM-DD, an ISO date-time, or Nd / Nh ago",
     )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="restore missing or corrupt hot copies from [storage] replica_path "
+        "(the replica's SHA-256 is checked first)",
+    )
     verify.add_argument(
         "--no-orphans", action="store_true", help="skip the search for orphan blobs"
     )
@@ -71,12 +79,18 @@ def parse_since(text: str, now: float | None = None) -> float:
     return moment.timestamp()
 
 
-def run_verify(args: argparse.Namespace, settings: Settings, hot: BlobStore) -> int:
-    """``pacs verify``: 0 when nothing is missing or corrupt, 1 otherwise, 2 on bad usage."""
+def run_verify(
+    args: argparse.Namespace, settings: Settings, hot: BlobStore, replica: BlobStore | None
+) -> int:
+    """``pacs verify``: 0 when nothing is (left) missing or corrupt, 1 otherwise, 2 on bad
+    usage."""
     try:
         since = parse_since(args.since)
     except ValueError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    if args.repair and replica is None:
+        print("--repair needs [storage] replica_path", file=sys.stderr)
         return 2
     database = Database(settings.index_url)
     try:
@@ -93,6 +107,8 @@ def run_verify(args: argparse.Namespace, settings: Settings, hot: BlobStore) -> 
             orphan_min_age=args.orphan_min_age,
             on_problem=show,
         )
+        if args.repair and replica is not None:
+            _repair(report, database, hot, replica, quiet=args.json)
     finally:
         database.close()
     if args.json:
@@ -104,3 +120,21 @@ def run_verify(args: argparse.Namespace, settings: Settings, hot: BlobStore) -> 
             print(f"ORPHAN   blob={orphan.blob_key} {age}{state}")
         print(report.summary())
     return 0 if report.ok else 1
+
+
+def _repair(
+    report: VerifyReport, database: Database, hot: BlobStore, replica: BlobStore, *, quiet: bool
+) -> None:
+    """Restore each problem's hot copy from the replica; close it in the scrub's ledger."""
+    repairer = ReplicaRepairer(hot, replica)
+    ledger = ScrubLedger(database)
+    for problem in report.problems:
+        if repairer(problem):
+            report.repaired.append(problem.blob_key)
+            ledger.resolve(problem.sop_uid, "repaired")
+            if not quiet:
+                print(f"REPAIRED blob={problem.blob_key} sop={problem.sop_uid} from the replica")
+        else:
+            report.unrepaired.append(problem.blob_key)
+            if not quiet:
+                print(f"NOT REPAIRED blob={problem.blob_key} sop={problem.sop_uid} (see the log)")

@@ -10,6 +10,7 @@ from storage.blobstore import (
 )
 from storage.filesystem import FileSystemBlobStore
 from storage.integrity import RateLimiter, copy_blob, digest_blob
+from storage.replicated import ReplicatedBlobStore
 
 __all__ = [
     "BlobInfo",
@@ -19,6 +20,7 @@ __all__ = [
     "BlobStoreFull",
     "FileSystemBlobStore",
     "RateLimiter",
+    "ReplicatedBlobStore",
     "copy_blob",
     "digest_blob",
     "new_key",

@@ -1,0 +1,77 @@
+"""A hot store mirrored synchronously to a replica (a second folder, e.g. a NAS mount).
+
+``put`` returns only once the blob is durable in both stores with the same SHA-256, so
+every acknowledged instance has two copies. The replica copy is streamed back from the hot
+copy (just written, so read from the page cache): chunks are consumed once, nothing is
+buffered. A replica that cannot be written fails the put (the hot copy is removed): the
+caller refuses the instance rather than acknowledge a single copy. Reads use the hot copy
+and fall back to the replica when it is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from storage.blobstore import BlobInfo, BlobNotFound, BlobStore, BlobStoreError
+from storage.filesystem import FileSystemBlobStore
+from storage.integrity import copy_blob
+
+log = logging.getLogger(__name__)
+
+
+class ReplicatedBlobStore:
+    """``primary`` (hot) and ``replica``, written together, read from the hot copy first."""
+
+    def __init__(self, primary: BlobStore, replica: BlobStore) -> None:
+        self.primary = primary
+        self.replica = replica
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> BlobInfo:
+        info = self.primary.put(key, chunks)
+        try:
+            copied = copy_blob(self.primary, self.replica, key)
+            if copied != info:
+                self.replica.delete(key)
+                raise BlobStoreError(f"replica copy of {key} differs from the hot copy")
+        except BaseException as exc:
+            self.primary.delete(key)
+            if isinstance(exc, BlobStoreError):
+                raise BlobStoreError(f"replica: {exc}") from exc
+            raise
+        return info
+
+    def sync(self) -> None:
+        self.primary.sync()
+        self.replica.sync()
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self.primary.open(key)
+        except BlobNotFound:
+            handle = self.replica.open(key)
+            log.warning("blob %s is missing from the hot store; read from the replica", key)
+            return handle
+
+    def local_path(self, key: str) -> Path | None:
+        return self.primary.local_path(key)
+
+    def delete(self, key: str) -> None:
+        self.primary.delete(key)
+        self.replica.delete(key)
+
+    def exists(self, key: str) -> bool:
+        return self.primary.exists(key)
+
+    def keys(self) -> Iterator[str]:
+        return self.primary.keys()
+
+    def remove_partial_writes(self) -> int:
+        """Temp files left by a crash, in both stores."""
+        removed = 0
+        for store in (self.primary, self.replica):
+            if isinstance(store, FileSystemBlobStore):
+                removed += store.remove_partial_writes()
+        return removed
