@@ -1,4 +1,4 @@
-"""Command line: ``pacs serve | check-config | init-db | ai evaluate | ai worker | verify``."""
+"""Command line: ``pacs serve | check-config | init-db | ai ... | verify | backup | restore``."""
 
 from __future__ import annotations
 

@@ -44,9 +44,14 @@ def build_blob_store(settings: Settings) -> FileSystemBlobStore | ReplicatedBlob
 
 
 def run_storage_command(args: argparse.Namespace, settings: Settings) -> int:
-    """``pacs verify`` (and the other storage commands) over the configured stores."""
+    """``pacs verify``, ``backup`` and ``restore`` over the configured stores."""
     configure_logging(settings)
     hot, replica = build_blob_stores(settings)
+    if args.command == "backup":
+        return storage_cli.run_backup(args, settings, hot, replica)
+    if args.command == "restore":
+        settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+        return storage_cli.run_restore(args, settings, build_blob_store(settings), hot)
     return storage_cli.run_verify(args, settings, hot, replica)
 
 
