@@ -239,7 +239,8 @@ class Scrubber:
                 if int(state["position"]) == 0 and wait > 0:
                     self._stop.wait(min(wait, 60.0))
                     continue
-                self.step()
+                if not self.step():
+                    self._stop.wait(1.0)  # end of a pass: never spin on an empty index
             except Exception:
                 log.exception("scrub step failed; retrying in a minute")
                 self._stop.wait(60.0)

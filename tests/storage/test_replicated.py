@@ -39,3 +39,17 @@ def test_a_replica_that_cannot_be_written_fails_the_put(tmp_path: Path) -> None:
     with pytest.raises(BlobStoreError, match="replica"):
         store.put(key, [b"new content"])
     assert not hot.exists(key)  # never a single acknowledged copy
+    with pytest.raises(BlobStoreError, match="replica"):
+        store.put(key, iter([b"streamed content"]))
+    assert not hot.exists(key)
+
+
+def test_in_memory_content_is_written_to_both_at_once(tmp_path: Path) -> None:
+    hot, replica = FileSystemBlobStore(tmp_path / "hot"), FileSystemBlobStore(tmp_path / "nas")
+    store = ReplicatedBlobStore(hot, replica)
+    keys = [new_key() for _ in range(20)]
+    for key in keys:
+        store.put(key, [key.encode() * 1000])
+    store.sync()
+    for key in keys:
+        assert digest_blob(hot, key) == digest_blob(replica, key)
