@@ -107,6 +107,10 @@ def test_backup_during_ingest_restores_a_consistent_archive(tmp_path: Path) -> N
             backup_dir = tmp_path / "backup"
             result = _pacs("backup", server.config, "--to", str(backup_dir))
             during = len(stored)
+            # verify is safe during ingest: blobs in flight are not orphans, nothing fails.
+            checked = _pacs("verify", server.config)
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+            assert "0 missing, 0 corrupt, 0 orphan" in checked.stdout
         finally:
             stop.set()
             sender.join(timeout=60)
