@@ -194,12 +194,10 @@ def still_indexed(database: Database, entry: IndexedBlob) -> bool:
     return bool(rows) and str(rows[0][0]) == entry.blob_key
 
 
-def indexed_keys(database: Database, keys: Sequence[str] | None = None) -> set[str]:
-    """Every blob key the index refers to (or those of ``keys`` that it refers to)."""
+def indexed_keys(database: Database, keys: Sequence[str]) -> set[str]:
+    """Those of ``keys`` that an index row refers to (looked up by the blob-key index)."""
+    found: set[str] = set()
     with database.reader() as conn:
-        if keys is None:
-            return {str(r[0]) for r in conn.execute("SELECT blob_key FROM instances")}
-        found: set[str] = set()
         for start in range(0, len(keys), _BATCH):
             chunk = list(keys[start : start + _BATCH])
             marks = ", ".join("?" * len(chunk))
@@ -209,7 +207,18 @@ def indexed_keys(database: Database, keys: Sequence[str] | None = None) -> set[s
                     f"SELECT blob_key FROM instances WHERE blob_key IN ({marks})", chunk
                 )
             )
-        return found
+    return found
+
+
+def _chunked(keys: Iterator[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for key in keys:
+        chunk.append(key)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def blob_age(blobs: BlobStore, key: str, now: float) -> float | None:
@@ -257,20 +266,22 @@ class Verifier:
         min_age: float = 3600.0,
         remove: bool = False,
     ) -> None:
-        """Blobs no index row refers to. The store is listed before the index is read, so a
-        blob committed meanwhile is seen as indexed; one younger than ``min_age`` may still
-        be in flight (written, not yet committed) and is only counted. ``remove`` deletes
-        orphans older than ``min_age`` after checking the index once more."""
-        stored = [key for key in self.blobs.keys() if key[:8] >= since_day]  # noqa: SIM118
-        known = indexed_keys(self.database)
-        now = time.time()
+        """Blobs no index row refers to. The store is listed a chunk at a time and each
+        chunk is looked up in the index (by key) after it was listed, so a blob committed
+        meanwhile counts as indexed; one younger than ``min_age`` may still be in flight
+        (written, not yet committed) and is only counted. ``remove`` deletes orphans older
+        than ``min_age`` after checking the index once more."""
+        listed = (key for key in self.blobs.keys() if key[:8] >= since_day)  # noqa: SIM118
         candidates: list[Orphan] = []
-        for key in sorted(set(stored) - known):
-            age = blob_age(self.blobs, key, now)
-            if age is not None and age < min_age:
-                report.recent_unindexed += 1
-            else:
-                candidates.append(Orphan(key, age))
+        for chunk in _chunked(listed, 5000):  # memory bounded by a chunk, not the archive
+            known = indexed_keys(self.database, chunk)
+            now = time.time()
+            for key in sorted(set(chunk) - known):
+                age = blob_age(self.blobs, key, now)
+                if age is not None and age < min_age:
+                    report.recent_unindexed += 1
+                else:
+                    candidates.append(Orphan(key, age))
         if remove and candidates:
             removable = [o.blob_key for o in candidates if o.age is not None]
             referenced = indexed_keys(self.database, removable)

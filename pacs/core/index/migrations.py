@@ -173,6 +173,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 detected_at {float} NOT NULL,
                 updated_at {float} NOT NULL)""",
             "CREATE INDEX integrity_problems_state ON integrity_problems (state)",
+            # orphan searches look blobs up by key, a chunk at a time
+            "CREATE INDEX instances_blob ON instances (blob_key)",
         ],
     ),
 ]
