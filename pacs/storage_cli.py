@@ -50,7 +50,7 @@ def add_storage_commands(commands: Any) -> None:
     verify.add_argument(
         "--remove-orphans",
         action="store_true",
-        help="delete orphan blobs older than --orphan-min-age (nothing else is ever written)",
+        help="delete orphan blobs older than --orphan-min-age (indexed blobs are never touched)",
     )
     verify.add_argument(
         "--orphan-min-age",
