@@ -4,6 +4,7 @@ blob stores; this module parses arguments, runs the core operations and reports.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -95,6 +96,15 @@ def parse_since(text: str, now: float | None = None) -> float:
     return moment.timestamp()
 
 
+def _existing_index(settings: Settings) -> Database | None:
+    """The site's index, or None (with a message) when there is no SQLite index file."""
+    database = Database(settings.index_url)
+    if database.dialect == "sqlite" and not Path(database.sqlite_path).is_file():
+        print(f"no index at {database.sqlite_path}: check --config", file=sys.stderr)
+        return None
+    return database
+
+
 def run_verify(
     args: argparse.Namespace, settings: Settings, hot: BlobStore, replica: BlobStore | None
 ) -> int:
@@ -108,7 +118,9 @@ def run_verify(
     if args.repair and replica is None:
         print("--repair needs [storage] replica_path", file=sys.stderr)
         return 2
-    database = Database(settings.index_url)
+    database = _existing_index(settings)
+    if database is None:
+        return 2
     try:
 
         def show(problem: Problem) -> None:
@@ -147,7 +159,8 @@ def _repair(
     for problem in report.problems:
         if repairer(problem):
             report.repaired.append(problem.blob_key)
-            ledger.resolve(problem.sop_uid, "repaired")
+            with contextlib.suppress(Exception):  # an index from before migration 3 has no ledger
+                ledger.resolve(problem.sop_uid, "repaired")
             if not quiet:
                 print(f"REPAIRED blob={problem.blob_key} sop={problem.sop_uid} from the replica")
         else:
@@ -160,7 +173,9 @@ def run_backup(
     args: argparse.Namespace, settings: Settings, hot: BlobStore, replica: BlobStore | None
 ) -> int:
     """``pacs backup``: 0 when every blob of the snapshot was copied intact."""
-    database = Database(settings.index_url)
+    database = _existing_index(settings)
+    if database is None:
+        return 2
     try:
         result = backup(database, hot, args.to, replica=replica, rate_bytes=args.rate * 1e6)
     except (ConfigError, RuntimeError) as exc:

@@ -136,3 +136,7 @@ def test_verify_command(tmp_path: Path) -> None:
     assert result.returncode == 1 and not report["ok"]
     assert [p["sop_uid"] for p in report["corrupt"]] == [sops[2]]
     assert _pacs(config, "--since", "yesterday").returncode == 2
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text(f'[server]\ndata_dir = "{tmp_path / "nothing"}"\n', encoding="utf-8")
+    result = _pacs(elsewhere)
+    assert result.returncode == 2 and "no index at" in result.stderr
