@@ -1,4 +1,4 @@
-"""Command line: ``pacs serve | check-config | init-db | ai ... | verify | backup | restore``."""
+"""Command line: ``pacs serve | check-config | init-db | ai evaluate | ai worker``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from ai_models.cli import add_ai_commands, run_ai
+from pacs import storage_cli
 from pacs.core.errors import ConfigError
 from pacs.settings import describe, load_settings
-from pacs.storage_cli import STORAGE_COMMANDS, add_storage_commands
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,12 +22,12 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    storage_cli.add_storage_commands(commands)  # verify, backup, restore
     ai = commands.add_parser("ai", help="AI models: evaluate, worker", description="AI models")
     ai.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     text = "run an AI worker on this machine (claims due series from the shared index)"
     worker = add_ai_commands(ai).add_parser("worker", help=text, description=text)
     worker.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
-    add_storage_commands(commands)
     return parser
 
 
@@ -47,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         return run_ai(args)
     from pacs import main as composition  # the composition root is loaded only to run
 
-    if args.command in STORAGE_COMMANDS:
-        return composition.run_storage_command(args, settings)
     if args.command == "ai":
         composition.run_ai_worker(settings, child=False)
         return 0
+    if args.command in storage_cli.STORAGE_COMMANDS:
+        return composition.run_storage_command(args, settings)
     if args.command == "init-db":
         archive = composition.build_archive(settings)
         version = archive.index.initialize()
