@@ -85,7 +85,13 @@ class ReplicatedBlobStore:
             return handle
 
     def local_path(self, key: str) -> Path | None:
-        return self.primary.local_path(key)
+        """The hot copy's path, or the replica's when only the replica holds the blob."""
+        path = self.primary.local_path(key)
+        if path is not None and not path.is_file():
+            fallback = self.replica.local_path(key)
+            if fallback is not None and fallback.is_file():
+                return fallback
+        return path
 
     def delete(self, key: str) -> None:
         self.primary.delete(key)

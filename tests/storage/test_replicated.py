@@ -24,9 +24,11 @@ def test_put_writes_both_copies_and_reads_fall_back(tmp_path: Path) -> None:
     store.sync()
     assert digest_blob(hot, key) == digest_blob(replica, key) == info
     assert info.sha256 == hashlib.sha256(b"a" * 2_000_000 + b"b" * 10).hexdigest()
+    assert store.local_path(key) == hot.local_path(key)
     hot.delete(key)
     with store.open(key) as handle:
         assert handle.read(1) == b"a"
+    assert store.local_path(key) == replica.local_path(key)
     store.delete(key)
     assert not replica.exists(key)
 
