@@ -43,3 +43,38 @@ def test_scrub_finds_a_flipped_byte_and_a_deleted_blob(tmp_path: Path) -> None:
         assert "scrub: CORRUPT" in server.log_text()
     finally:
         server.stop()
+
+
+def test_with_a_replica_the_scrub_repairs_what_it_finds(tmp_path: Path) -> None:
+    replica = tmp_path / "nas"
+    server = start_server(
+        tmp_path,
+        extra_config=(
+            f'[storage]\nscrub_rate_mb_s = 50\nscrub_pass_hours = 0.0003\nreplica_path = "{replica}"\n'
+        ),
+    )
+    try:
+        datasets = make_series(3)
+        assert store(server.dimse_port, datasets) == [0] * 3
+        blobs = [blob_of(server.data_dir, str(ds.SOPInstanceUID)) for ds in datasets]
+        originals = [path.read_bytes() for path in blobs]
+        assert [(replica / p.parent.name / p.name).read_bytes() for p in blobs] == originals
+        damaged = bytearray(originals[0])
+        damaged[-5] ^= 0x01
+        blobs[0].write_bytes(bytes(damaged))
+        blobs[1].unlink()
+        deadline = time.monotonic() + 60
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            status = _integrity(server.http_port)
+            states = {p["sop_uid"]: p["state"] for p in status["problems"]}
+            if len(states) == 2 and set(states.values()) == {"repaired"}:
+                break
+            time.sleep(0.5)
+        assert states == {
+            str(datasets[0].SOPInstanceUID): "repaired",
+            str(datasets[1].SOPInstanceUID): "repaired",
+        }
+        assert [path.read_bytes() for path in blobs] == originals
+    finally:
+        server.stop()
