@@ -13,7 +13,7 @@ import threading
 from aiohttp import web
 
 from dicomweb import build_dicomweb_app, wado_uri_handler
-from pacs import ai_runtime, storage_cli
+from pacs import ai_runtime
 from pacs.ai_http import build_ai_app
 from pacs.core.archive import Archive
 from pacs.core.repair import ReplicaRepairer
@@ -22,6 +22,7 @@ from pacs.dimse.server import DimseServer
 from pacs.integrity_http import integrity_handler
 from pacs.logging_setup import configure_logging
 from pacs.settings import Settings
+from pacs.storage_cli import run_backup, run_restore, run_verify
 from pacs.supervisor import Supervisor
 from pacs.web import build_app
 from storage import FileSystemBlobStore, ReplicatedBlobStore
@@ -48,11 +49,11 @@ def run_storage_command(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings)
     hot, replica = build_blob_stores(settings)
     if args.command == "backup":
-        return storage_cli.run_backup(args, settings, hot, replica)
+        return run_backup(args, settings, hot, replica)
     if args.command == "restore":
         settings.server.data_dir.mkdir(parents=True, exist_ok=True)
-        return storage_cli.run_restore(args, settings, build_blob_store(settings), hot)
-    return storage_cli.run_verify(args, settings, hot, replica)
+        return run_restore(args, settings, build_blob_store(settings), hot)
+    return run_verify(args, settings, hot, replica)
 
 
 def build_archive(settings: Settings, *, recover: bool = True) -> Archive:
