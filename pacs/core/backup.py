@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,13 @@ from pacs import __version__
 from pacs.core.errors import ConfigError
 from pacs.core.index.db import Database
 from pacs.core.index_snapshot import (
+    Snapshot,
     SnapshotBlob,
     restore_postgresql,
     restore_sqlite,
     take_snapshot,
 )
+from pacs.core.integrity import indexed_keys
 from storage import (
     BlobNotFound,
     BlobStore,
@@ -120,26 +123,17 @@ def _copy_checked(
     return f"blob {blob.key} of {blob.sop_uid}: " + ", ".join(reasons)
 
 
-def backup(
-    database: Database,
-    hot: BlobStore,
-    folder: Path,
-    *,
-    replica: BlobStore | None = None,
-    rate_bytes: float = 0.0,
-) -> BackupResult:
-    """Back the site up into ``folder`` (incrementally when it holds an earlier backup)."""
-    started = time.monotonic()
-    folder.mkdir(parents=True, exist_ok=True)
-    previous = read_manifest(folder)
-    known: dict[str, list[Any]] = dict(previous["blobs"]) if previous else {}
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
-    snapshot = take_snapshot(database, folder, stamp)
-    store = FileSystemBlobStore(folder / "blobs")
-    limiter = RateLimiter(rate_bytes) if rate_bytes > 0 else None
-    sources = [hot] if replica is None else [hot, replica]
-    result = BackupResult(folder, instances=snapshot.counts["instances"])
+def _copy_snapshot(
+    snapshot: Snapshot,
+    sources: list[BlobStore],
+    store: FileSystemBlobStore,
+    known: dict[str, list[Any]],
+    result: BackupResult,
+    limiter: RateLimiter | None,
+) -> tuple[dict[str, list[Any]], list[tuple[SnapshotBlob, str]]]:
+    """Copy the snapshot's blobs not already in the backup; (what is in it, what failed)."""
     blobs: dict[str, list[Any]] = {}
+    failed: list[tuple[SnapshotBlob, str]] = []
     for blob in snapshot.blobs:
         path = store.local_path(blob.key)
         if (
@@ -152,12 +146,53 @@ def backup(
         else:
             problem = _copy_checked(sources, store, blob, limiter)
             if problem:
-                result.problems.append(problem)
-                log.error("backup: %s", problem)
+                failed.append((blob, problem))
                 continue
             result.copied += 1
             result.bytes_copied += blob.size
         blobs[blob.key] = [blob.size, blob.sha256]
+    return blobs, failed
+
+
+def backup(
+    database: Database,
+    hot: BlobStore,
+    folder: Path,
+    *,
+    replica: BlobStore | None = None,
+    rate_bytes: float = 0.0,
+    after_snapshot: Callable[[], None] | None = None,
+) -> BackupResult:
+    """Back the site up into ``folder`` (incrementally when it holds an earlier backup).
+
+    A blob that vanished after the snapshot (its instance deleted or replaced meanwhile) is
+    no fault of the archive: the snapshot is taken again (up to three times) and the copy
+    resumes, already copied blobs being skipped. ``after_snapshot`` runs after each snapshot
+    (tests use it to delete an instance at the worst moment).
+    """
+    started = time.monotonic()
+    folder.mkdir(parents=True, exist_ok=True)
+    previous = read_manifest(folder)
+    known: dict[str, list[Any]] = dict(previous["blobs"]) if previous else {}
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
+    store = FileSystemBlobStore(folder / "blobs")
+    limiter = RateLimiter(rate_bytes) if rate_bytes > 0 else None
+    sources = [hot] if replica is None else [hot, replica]
+    for attempt in range(1, 4):
+        snapshot = take_snapshot(database, folder, stamp)
+        if after_snapshot is not None:
+            after_snapshot()
+        result = BackupResult(folder, instances=snapshot.counts["instances"])
+        blobs, failed = _copy_snapshot(snapshot, sources, store, known, result, limiter)
+        known.update(blobs)
+        still_there = indexed_keys(database, [blob.key for blob, _ in failed])
+        vanished = [blob for blob, _ in failed if blob.key not in still_there]
+        if not vanished or attempt == 3:
+            break
+        log.info("backup: %d blob(s) deleted since the snapshot; snapshot again", len(vanished))
+    result.problems = [problem for _, problem in failed]
+    for problem in result.problems:
+        log.error("backup: %s", problem)
     store.sync()
     manifest = {
         "format": FORMAT,

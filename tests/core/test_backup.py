@@ -93,3 +93,30 @@ def test_a_corrupt_hot_copy_is_not_backed_up_as_good(archive: Archive, tmp_path:
     assert len(result.problems) == 1 and stored.blob_key in result.problems[0]
     manifest = json.loads((tmp_path / "backup" / "manifest.json").read_text())
     assert not manifest["complete"] and stored.blob_key not in manifest["blobs"]
+
+
+def test_an_instance_deleted_after_the_snapshot_does_not_spoil_the_backup(
+    archive: Archive, tmp_path: Path
+) -> None:
+    datasets = make_series(3)
+    for ds in datasets:
+        archive.store(to_bytes(ds), "TEST")
+    doomed = archive.instance(str(datasets[1].SOPInstanceUID))
+    deleted: list[bool] = []
+
+    def delete_once() -> None:
+        """Delete one instance (row, then blob) right after the first snapshot."""
+        if deleted:
+            return
+        with archive.index.database.reader() as conn:
+            conn.execute("DELETE FROM instances WHERE sop_uid = ?", (doomed.sop_uid,))
+        archive.blobs.delete(doomed.blob_key)
+        deleted.append(True)
+
+    result = backup(
+        archive.index.database, archive.blobs, tmp_path / "backup", after_snapshot=delete_once
+    )
+    assert result.problems == [] and result.instances == 2
+    manifest = read_manifest(tmp_path / "backup")
+    assert manifest is not None and manifest["complete"]
+    assert doomed.blob_key not in manifest["blobs"] and len(manifest["blobs"]) == 2
