@@ -480,6 +480,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="result file (default benchmarks/results/dimse-<timestamp>.json)",
     )
+    parser.add_argument(
+        "--extra-config",
+        default="",
+        help="TOML appended to our server's configuration, e.g. '[storage]\\nreplica_path=...'",
+    )
     return parser.parse_args(argv)
 
 
@@ -488,7 +493,9 @@ def build_targets(args: argparse.Namespace) -> list[Target]:
     targets = [
         Target(
             "ours",
-            lambda folder, port: start_ours(folder, port, args.workers),
+            lambda folder, port: start_ours(
+                folder, port, args.workers, args.extra_config.replace("\\n", "\n")
+            ),
             ours_log_issue,
             f"pacs, {args.workers} worker(s)",
             {"workers": args.workers},

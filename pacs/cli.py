@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ai_models.cli import add_ai_commands, run_ai
+from pacs import storage_cli
 from pacs.core.errors import ConfigError
 from pacs.settings import Settings, describe, load_settings
 
@@ -22,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    storage_cli.add_storage_commands(commands)  # verify, backup, restore
     ai = commands.add_parser("ai", help="AI models: evaluate, worker", description="AI models")
     ai.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     text = "run an AI worker on this machine (claims due series from the shared index)"
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ai":
         composition.run_ai_worker(settings, child=False)
         return 0
+    if args.command in storage_cli.STORAGE_COMMANDS:
+        return composition.run_storage_command(args, settings)
     if args.command == "init-db":
         archive = composition.build_archive(settings)
         version = archive.index.initialize()

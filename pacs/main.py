@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import logging
@@ -17,16 +18,46 @@ from pacs import ai_runtime
 from pacs.ai_http import build_ai_app
 from pacs.core.archive import Archive
 from pacs.core.remote import RemoteModality
+from pacs.core.repair import ReplicaRepairer
+from pacs.core.scrub import Scrubber
 from pacs.dimse.remote import DimseForwarder
 from pacs.dimse.server import DimseServer
+from pacs.integrity_http import integrity_handler
 from pacs.logging_setup import configure_logging
 from pacs.settings import Settings
+from pacs.storage_cli import run_backup, run_restore, run_verify
 from pacs.supervisor import Supervisor
 from pacs.viewer import add_viewer_routes
 from pacs.web import build_app
-from storage import FileSystemBlobStore
+from storage import FileSystemBlobStore, ReplicatedBlobStore
 
 log = logging.getLogger("pacs")
+
+
+def build_blob_stores(settings: Settings) -> tuple[FileSystemBlobStore, FileSystemBlobStore | None]:
+    """The hot blob store and the replica, when one is configured."""
+    hot = FileSystemBlobStore(settings.blob_dir, fsync=settings.storage.fsync)
+    if not settings.storage.replica_path:
+        return hot, None
+    return hot, FileSystemBlobStore(settings.storage.replica_path, fsync=settings.storage.fsync)
+
+
+def build_blob_store(settings: Settings) -> FileSystemBlobStore | ReplicatedBlobStore:
+    """What ingest writes to: the hot store, mirrored to the replica when there is one."""
+    hot, replica = build_blob_stores(settings)
+    return hot if replica is None else ReplicatedBlobStore(hot, replica)
+
+
+def run_storage_command(args: argparse.Namespace, settings: Settings) -> int:
+    """``pacs verify``, ``backup`` and ``restore`` over the configured stores."""
+    configure_logging(settings)
+    hot, replica = build_blob_stores(settings)
+    if args.command == "backup":
+        return run_backup(args, settings, hot, replica)
+    if args.command == "restore":
+        settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+        return run_restore(args, settings, build_blob_store(settings), hot)
+    return run_verify(args, settings, hot, replica)
 
 
 def build_archive(settings: Settings, *, recover: bool = True) -> Archive:
@@ -36,7 +67,7 @@ def build_archive(settings: Settings, *, recover: bool = True) -> Archive:
     before any process receives (a worker doing it would delete another's write in flight).
     """
     settings.server.data_dir.mkdir(parents=True, exist_ok=True)
-    blobs = FileSystemBlobStore(settings.blob_dir, fsync=settings.storage.fsync)
+    blobs = build_blob_store(settings)
     if recover:
         blobs.remove_partial_writes()
     return Archive.open(
@@ -114,8 +145,26 @@ def run_dimse_worker(settings: Settings) -> None:
         archive.close()
 
 
-async def _serve_http(settings: Settings, archive: Archive, stop: asyncio.Event) -> None:
+def build_scrubber(settings: Settings, archive: Archive) -> Scrubber:
+    """The background scrub over the hot store (started by ``serve`` when its rate is > 0);
+    with a replica it restores what it finds missing or corrupt."""
+    blobs = archive.blobs
+    hot = blobs.primary if isinstance(blobs, ReplicatedBlobStore) else blobs
+    repair = ReplicaRepairer(hot, blobs.replica) if isinstance(blobs, ReplicatedBlobStore) else None
+    return Scrubber(
+        archive.index.database,
+        hot,
+        rate_bytes=settings.storage.scrub_rate_mb_s * 1e6,
+        pass_interval=settings.storage.scrub_pass_hours * 3600,
+        repair=repair,
+    )
+
+
+async def _serve_http(
+    settings: Settings, archive: Archive, scrubber: Scrubber, stop: asyncio.Event
+) -> None:
     app = build_app(archive)
+    app.router.add_get("/integrity", integrity_handler(scrubber.status))
     app.add_subapp("/dicom-web", build_dicomweb_app(archive, "/dicom-web"))
     app.router.add_get("/wado", wado_uri_handler(archive))  # where legacy links expect it
     app.add_subapp("/ai", build_ai_app(archive, lambda: ai_runtime.model_summaries(settings)))
@@ -141,13 +190,13 @@ async def _serve_http(settings: Settings, archive: Archive, stop: asyncio.Event)
         await runner.cleanup()
 
 
-async def _serve(settings: Settings, archive: Archive) -> None:
+async def _serve(settings: Settings, archive: Archive, scrubber: Scrubber) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     if settings.http.port:
-        await _serve_http(settings, archive, stop)
+        await _serve_http(settings, archive, scrubber, stop)
     else:
         await stop.wait()
 
@@ -164,6 +213,9 @@ def serve(settings: Settings) -> None:
             children.start(f"ai-worker-{number + 1}", run_ai_worker, settings)
     dimse = DimseServer(archive, settings)
     dimse.start()
+    scrubber = build_scrubber(settings, archive)
+    if settings.storage.scrub_rate_mb_s > 0:
+        scrubber.start()
     _settle_heap()
     log.info(
         "PACS %s ready: DICOM port %d, HTTP port %d, data in %s",
@@ -173,9 +225,10 @@ def serve(settings: Settings) -> None:
         settings.server.data_dir,
     )
     try:
-        asyncio.run(_serve(settings, archive))
+        asyncio.run(_serve(settings, archive, scrubber))
     finally:
         log.info("shutting down")
+        scrubber.stop()
         dimse.stop()
         children.stop()
         archive.close()

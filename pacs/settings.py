@@ -127,6 +127,25 @@ class StorageSettings:
         default=True,
         metadata=_doc("fsync every blob and its folder before acknowledging (keep true)."),
     )
+    scrub_rate_mb_s: float = field(
+        default=10.0,
+        metadata=_doc(
+            "Background scrub: re-read stored objects at most this many MB/s and check their "
+            "SHA-256 against the index (0 = off). Problems are logged and shown at /integrity."
+        ),
+    )
+    replica_path: str = field(
+        default="",
+        metadata=_doc(
+            "Second folder (e.g. a NAS mount) receiving a copy of every blob before the store "
+            "is acknowledged; pacs verify --repair and the scrub restore hot copies from it. "
+            "'' = no replica."
+        ),
+    )
+    scrub_pass_hours: float = field(
+        default=24.0,
+        metadata=_doc("Hours between the end of one scrub pass and the start of the next."),
+    )
 
 
 Provider = Literal["auto", "cpu", "cuda"]

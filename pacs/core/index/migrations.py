@@ -168,6 +168,38 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
     (
         4,
+        "integrity: the scrub's position and the missing or corrupt objects it found",
+        [
+            """CREATE TABLE scrub_state (
+                name TEXT PRIMARY KEY,
+                position {big} NOT NULL,
+                passes {big} NOT NULL,
+                next_pass_at {float} NOT NULL,
+                last_pass_completed_at {float} NOT NULL,
+                checked {big} NOT NULL,
+                bytes_read {big} NOT NULL,
+                updated_at {float} NOT NULL)""",
+            """CREATE TABLE integrity_problems (
+                pk {pk},
+                sop_uid TEXT NOT NULL UNIQUE,
+                study_uid TEXT NOT NULL,
+                blob_key TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                expected_size {big} NOT NULL,
+                expected_sha256 TEXT NOT NULL,
+                found_size {big},
+                found_sha256 TEXT,
+                detail TEXT NOT NULL,
+                state TEXT NOT NULL,
+                detected_at {float} NOT NULL,
+                updated_at {float} NOT NULL)""",
+            "CREATE INDEX integrity_problems_state ON integrity_problems (state)",
+            # orphan searches look blobs up by key, a chunk at a time
+            "CREATE INDEX instances_blob ON instances (blob_key)",
+        ],
+    ),
+    (
+        5,
         "remote modalities added over the REST API (the TOML [[modalities]] are not stored)",
         [
             """CREATE TABLE modalities (

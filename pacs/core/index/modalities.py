@@ -1,7 +1,7 @@
 """The remote modalities every door sees: the configured ones and those added at run time.
 
 Configured modalities (the TOML ``[[modalities]]``) come from the settings; ones added over
-the REST API are rows of the ``modalities`` table (migration 4), so they survive a restart and
+the REST API are rows of the ``modalities`` table (migration 5), so they survive a restart and
 every server process (DIMSE workers included) sees them. A stored modality with the name of
 a configured one overrides it. Lookups by AE title (every association, when callers are
 restricted, and every C-MOVE) read a snapshot refreshed at most once a second.
