@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRuleMatching, MatchedSubAppResource
 
 from orthanc_compat import (
+    anonymize,
     instances,
     labels,
     metadata,
@@ -35,6 +36,7 @@ def build_orthanc_app(archive: Archive, info: SystemInfo | None = None) -> web.A
     zip_archive.add_routes(app)
     labels.add_routes(app)
     metadata.add_routes(app)
+    anonymize.add_routes(app)
     return app
 
 

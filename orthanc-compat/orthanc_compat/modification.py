@@ -1,0 +1,394 @@
+"""What ``/anonymize`` and ``/modify`` do to one data set, as Orthanc 1.10.1 does it.
+
+A request body is parsed once into a :class:`Modification`; :meth:`Modification.apply`
+then changes each instance in place. New identifiers come from one map per request, keyed
+by (level, original value), so the same original UID always gets the same new UID within a
+request, wherever it appears (top level or inside sequences).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import generate_uid
+
+from orthanc_compat.anonymize_tables import DEFAULT_VERSION, PROFILES
+from orthanc_compat.errors import (
+    BAD_FILE_FORMAT,
+    BAD_PARAMETER_TYPE,
+    BAD_REQUEST,
+    PARAMETER_OUT_OF_RANGE,
+    UNKNOWN_DICOM_TAG,
+    OrthancError,
+)
+from pacs.core.model import Level
+
+UID_ROOT = "1.2.826.0.1.3680043.10.1137."  # the project's UID root (as /tools/generate-uid)
+PATIENT_ID = 0x00100020
+PATIENT_NAME = 0x00100010
+STUDY_UID = 0x0020000D
+SERIES_UID = 0x0020000E
+SOP_UID = 0x00080018
+IDENTITY_REMOVED = 0x00120062
+DEIDENTIFICATION_METHOD = 0x00120063
+REFERENCED_SOP_INSTANCE_UID = 0x00081155
+RT_STUDY_PATH = (0x30060010, 0x30060012)  # ReferencedFrameOfReference > RTReferencedStudy
+MAIN_IDENTIFIERS = {PATIENT_ID: 0, STUDY_UID: 1, SERIES_UID: 2, SOP_UID: 3}
+_HEX_TAG = re.compile(r"^\(?([0-9a-fA-F]{4})[,-]([0-9a-fA-F]{4})\)?$")
+_BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
+_NOT_STRING_VRS = {"SQ", "AT", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", *_BINARY_VRS}
+ORTHANC_METHOD = "PACS - PS 3.15-{} Table E.1-1{}"  # LO: at most 64 characters
+
+
+def parse_tag(name: Any) -> int:
+    """``PatientName``, ``0010,0010`` or ``0010-0010`` -> the tag (400 when unknown)."""
+    if not isinstance(name, str):
+        raise OrthancError(400, BAD_REQUEST, "tags are named by strings")
+    text = name.strip()
+    if "." in text or "[" in text:
+        raise OrthancError(400, BAD_REQUEST, f"paths into sequences are not supported: {name!r}")
+    match = _HEX_TAG.match(text)
+    if match:
+        return (int(match.group(1), 16) << 16) | int(match.group(2), 16)
+    tag = tag_for_keyword(text)
+    if tag is None:
+        raise OrthancError(400, UNKNOWN_DICOM_TAG, f"unknown DICOM tag {name!r}")
+    return int(tag)
+
+
+def _name(tag: int) -> str:
+    return keyword_for_tag(tag) or f"{tag >> 16:04x},{tag & 0xFFFF:04x}"
+
+
+def _boolean(body: dict[str, Any], member: str, default: bool) -> bool:
+    value = body.get(member, default)
+    if not isinstance(value, bool):
+        raise OrthancError(400, BAD_FILE_FORMAT, f'Member "{member}" should be a Boolean value')
+    return value
+
+
+def _tag_list(body: dict[str, Any], member: str) -> list[int]:
+    value = body.get(member, [])
+    if not isinstance(value, list):
+        raise OrthancError(400, BAD_REQUEST, f'"{member}" must be a list of tags')
+    return [parse_tag(item) for item in value]
+
+
+def _replacements(body: dict[str, Any]) -> dict[int, Any]:
+    value = body.get("Replace", {})
+    if not isinstance(value, dict):
+        raise OrthancError(400, BAD_REQUEST, '"Replace" must be an object')
+    return {parse_tag(name): replacement for name, replacement in value.items()}
+
+
+def _need_force(tags: list[int], operation: str, force: bool) -> None:
+    for tag in tags:
+        if tag in MAIN_IDENTIFIERS and not force:
+            raise OrthancError(
+                400,
+                BAD_REQUEST,
+                f'Marking tag "{_name(tag)}" as to be {operation} requires the "Force" option '
+                "to be set to true",
+            )
+
+
+def check_jobs_options(body: dict[str, Any]) -> None:
+    """Jobs are not served here: only synchronous requests (400 otherwise)."""
+    if _boolean(body, "Asynchronous", False) or not _boolean(body, "Synchronous", True):
+        raise OrthancError(
+            400,
+            BAD_REQUEST,
+            "asynchronous modification (jobs) is not supported: send the request without "
+            '"Asynchronous" to get the result synchronously',
+        )
+    if "Transcode" in body:
+        raise OrthancError(400, BAD_REQUEST, '"Transcode" is not supported')
+
+
+@dataclass
+class Modification:
+    """A parsed ``/modify`` or ``/anonymize`` request."""
+
+    level: Level
+    anonymization: bool = False
+    remove: set[int] = field(default_factory=set)
+    clear: set[int] = field(default_factory=set)
+    uids: set[int] = field(default_factory=set)
+    replace: dict[int, Any] = field(default_factory=dict)
+    keep: set[int] = field(default_factory=set)
+    remove_private: bool = False
+    keep_source: bool = True
+    uid_map: dict[tuple[Level, str], str] = field(default_factory=dict)
+
+    def _keep(self, tag: int) -> None:
+        self.keep.add(tag)
+        self.remove.discard(tag)
+        self.clear.discard(tag)
+        self.uids.discard(tag)
+        self.replace.pop(tag, None)
+
+    def _remove(self, tag: int) -> None:
+        self.remove.add(tag)
+        self.clear.discard(tag)
+        self.uids.discard(tag)
+        self.replace.pop(tag, None)
+        self.keep.discard(tag)
+
+    def _replace(self, tag: int, value: Any) -> None:
+        self.remove.discard(tag)
+        self.clear.discard(tag)
+        self.uids.discard(tag)
+        self.keep.discard(tag)
+        self.replace[tag] = value
+
+    def _parse_common(self, body: dict[str, Any], force: bool) -> None:
+        removals, replacements, kept = (
+            _tag_list(body, "Remove"),
+            _replacements(body),
+            _tag_list(body, "Keep"),
+        )
+        _need_force(removals, "removed", force)
+        _need_force(list(replacements), "replaced", force)
+        _need_force(kept, "kept", force)
+        for tag in removals:
+            self._remove(tag)
+        for tag, value in replacements.items():
+            self._replace(tag, value)
+        for tag in kept:
+            self._keep(tag)
+        self.keep_source = _boolean(body, "KeepSource", True)
+        if any(tag in self.remove for tag in MAIN_IDENTIFIERS):
+            raise OrthancError(
+                400, BAD_REQUEST, "It is forbidden to remove one of the main Dicom identifiers"
+            )
+
+    def is_modified(self, tag: int) -> bool:
+        """Whether the request names the tag (cleared, removed or replaced)."""
+        return tag in self.clear or tag in self.remove or tag in self.replace
+
+    def new_identifier(self, original: str, level: Level) -> str:
+        """The new identifier of ``original`` at ``level``: the same one for the whole request."""
+        key = (level, original.strip())
+        if key not in self.uid_map:
+            fresh = str(uuid.uuid4()) if level == Level.PATIENT else generate_uid(prefix=UID_ROOT)
+            self.uid_map[key] = str(fresh)
+        return self.uid_map[key]
+
+    def apply(self, ds: Dataset) -> None:
+        """Modify one data set in place (Orthanc's order: private tags, clearings, removals,
+        replacements, new main UIDs, then UIDs referenced anywhere in the data set)."""
+        if self.anonymization:  # references to a replaced UID follow the replacement
+            for tag, level in ((STUDY_UID, Level.STUDY), (SERIES_UID, Level.SERIES)):
+                if tag in self.replace and tag in ds:
+                    self.uid_map.setdefault((level, str(ds[tag].value)), str(self.replace[tag]))
+            if SOP_UID in self.replace and SOP_UID in ds:
+                self.uid_map.setdefault(
+                    (Level.IMAGE, str(ds[SOP_UID].value)), self.replace[SOP_UID]
+                )
+        if self.remove_private:
+            for elem in list(ds):
+                if elem.tag.is_private and int(elem.tag) not in self.keep:
+                    del ds[elem.tag]
+        for tag in self.clear:
+            if tag in ds:
+                _empty(ds[tag])
+        for tag in self.remove:
+            if tag in ds:
+                del ds[tag]
+        for tag, value in self.replace.items():
+            set_value(ds, tag, value)
+        self._new_main_uids(ds)
+        if self.anonymization:
+            self._map_references(ds, ())
+        if "SOPInstanceUID" in ds and getattr(ds, "file_meta", None) is not None:
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+
+    def _new_main_uids(self, ds: Dataset) -> None:
+        for tag, level in (
+            (STUDY_UID, Level.STUDY),
+            (SERIES_UID, Level.SERIES),
+            (SOP_UID, Level.IMAGE),
+        ):
+            if self.level <= level and tag not in self.replace and tag not in self.keep:
+                original = str(ds[tag].value) if tag in ds else ""
+                ds[tag] = DataElement(tag, "UI", self.new_identifier(original, level))
+
+    def _map_references(self, ds: Dataset, parents: tuple[int, ...]) -> None:
+        """The relationships visitor: map UIDs everywhere; inside sequences also drop private,
+        removed and cleared attributes."""
+        for elem in list(ds):
+            tag = int(elem.tag)
+            if parents:
+                if (self.remove_private and elem.tag.is_private and tag not in self.keep) or (
+                    tag in self.remove
+                ):
+                    del ds[elem.tag]
+                    continue
+                if tag in self.clear:  # strings (DS, IS too) emptied, other values removed
+                    if elem.VR in _NOT_STRING_VRS:
+                        del ds[elem.tag]
+                    else:
+                        elem.value = ""
+                    continue
+            level = self._uid_level(tag, parents)
+            if level is not None and elem.VR != "SQ" and elem.value not in (None, ""):
+                values = elem.value if elem.VM > 1 else [elem.value]
+                mapped = [self.new_identifier(str(v), level) for v in values]
+                elem.value = mapped if elem.VM > 1 else mapped[0]
+            if elem.VR == "SQ" and elem.value:
+                for item in elem.value:
+                    self._map_references(item, (*parents, tag))
+
+    def _uid_level(self, tag: int, parents: tuple[int, ...]) -> Level | None:
+        """The level a UID is mapped at, or None when it is left as it is."""
+        if not parents:
+            if tag in self.uids and not self.is_modified(tag):
+                return Level.PATIENT if tag in (PATIENT_ID, PATIENT_NAME) else Level.IMAGE
+            return None
+        own = {STUDY_UID: Level.STUDY, SERIES_UID: Level.SERIES, SOP_UID: Level.IMAGE}
+        if tag in own:
+            return own[tag]
+        if tag not in self.uids:
+            return None
+        if tag in (PATIENT_ID, PATIENT_NAME):
+            return Level.PATIENT
+        if tag == REFERENCED_SOP_INSTANCE_UID and parents[-2:] == RT_STUDY_PATH:
+            return Level.STUDY  # RT structure sets reference a study by this attribute
+        return Level.IMAGE
+
+
+def _empty(elem: DataElement) -> None:
+    if elem.VR == "SQ":
+        elem.value = Sequence()
+    elif elem.VR in _BINARY_VRS:
+        elem.value = b""
+    elif elem.VR in _NOT_STRING_VRS:
+        elem.value = None
+    else:
+        elem.value = ""
+
+
+def _converted(tag: int, vr: str, value: Any) -> Any:
+    """A JSON replacement value as pydicom wants it for the attribute's VR."""
+    if vr == "SQ":
+        if not isinstance(value, list) or not all(isinstance(i, dict) for i in value):
+            raise OrthancError(400, BAD_PARAMETER_TYPE, f"{_name(tag)}: a list of objects")
+        items = []
+        for item in value:
+            child = Dataset()
+            for name, inner in item.items():
+                set_value(child, parse_tag(name), inner)
+            items.append(child)
+        return Sequence(items)
+    if not isinstance(value, str):
+        raise OrthancError(400, BAD_PARAMETER_TYPE, f"{_name(tag)}: the value must be a string")
+    if vr in _BINARY_VRS:
+        return value.encode("utf-8")
+    try:
+        parts = value.split("\\")
+        if vr in {"US", "SS", "UL", "SL", "UV", "SV"}:
+            numbers: list[Any] = [int(p) for p in parts]
+        elif vr in {"FL", "FD"}:
+            numbers = [float(p) for p in parts]
+        else:
+            return value
+    except ValueError:
+        raise OrthancError(400, BAD_PARAMETER_TYPE, f"{_name(tag)}: not a number") from None
+    return numbers[0] if len(numbers) == 1 else numbers
+
+
+def set_value(ds: Dataset, tag: int, value: Any) -> None:
+    """Replace an attribute's value, adding it when absent."""
+    if tag in ds:
+        vr = ds[tag].VR
+    elif BaseTag(Tag(tag)).is_private:
+        raise OrthancError(400, BAD_REQUEST, f"cannot add the private tag {_name(tag)}")
+    else:
+        vr = dictionary_VR(tag).split(" or ")[0]
+    ds[tag] = DataElement(tag, vr, _converted(tag, vr, value))
+
+
+def parse_anonymize(body: Any, patient_name: Callable[[], str]) -> Modification:
+    """An ``/anonymize`` body; ``patient_name()`` gives the new PatientName unless the body
+    keeps, removes or replaces it. Anonymization always starts at the patient: a new
+    patient, study, series and instances, whatever the level of the resource."""
+    if not isinstance(body, dict):
+        raise OrthancError(400, BAD_FILE_FORMAT, "The body must contain a JSON object")
+    force = _boolean(body, "Force", False)
+    version = body.get("DicomVersion", DEFAULT_VERSION)
+    if not isinstance(version, str):
+        raise OrthancError(400, BAD_FILE_FORMAT, '"DicomVersion" must be a string')
+    if version not in PROFILES:
+        raise OrthancError(
+            400,
+            PARAMETER_OUT_OF_RANGE,
+            f"Unknown specific version of the DICOM standard: {version}",
+        )
+    profile = PROFILES[version]
+    modification = Modification(
+        level=Level.PATIENT,
+        anonymization=True,
+        remove=set(profile.remove),
+        clear=set(profile.clear),
+        uids=set(profile.uid) | {PATIENT_ID, PATIENT_NAME},
+        remove_private=not _boolean(body, "KeepPrivateTags", False),
+    )
+    suffix = "" if version == "2008" else " Basic Profile"
+    modification.replace[DEIDENTIFICATION_METHOD] = ORTHANC_METHOD.format(version, suffix)
+    modification.replace[IDENTITY_REMOVED] = "YES"
+    modification._parse_common(body, force)
+    if (
+        body.get("Keep")
+        or body.get("Remove")
+        or body.get("Replace")
+        or not (modification.remove_private)
+    ):  # as Orthanc: a customised profile no longer claims to be the standard one
+        modification.replace.pop(DEIDENTIFICATION_METHOD, None)
+    if PATIENT_NAME in modification.uids:
+        modification._replace(PATIENT_NAME, patient_name())
+    return modification
+
+
+def parse_modify(body: Any, level: Level) -> Modification:
+    """A ``/modify`` body for a resource of ``level`` (Orthanc's rules on identifiers)."""
+    if not isinstance(body, dict):
+        raise OrthancError(400, BAD_FILE_FORMAT, "The body must contain a JSON object")
+    force = _boolean(body, "Force", False)
+    modification = Modification(
+        level=level, remove_private=_boolean(body, "RemovePrivateTags", False)
+    )
+    modification._parse_common(body, force)
+    if level == Level.IMAGE:  # a single instance: the level follows what is replaced
+        for tag, detected in (
+            (PATIENT_ID, Level.PATIENT),
+            (STUDY_UID, Level.STUDY),
+            (SERIES_UID, Level.SERIES),
+        ):
+            if tag in modification.replace:
+                modification.level = detected
+                break
+        return modification
+    replaced = modification.replace
+    words = {Level.PATIENT: "patient", Level.STUDY: "study", Level.SERIES: "series"}
+    if level == Level.PATIENT and PATIENT_ID not in replaced:
+        raise OrthancError(
+            400, BAD_REQUEST, "When modifying a patient, her PatientID is required to be modified"
+        )
+    for tag, limit in ((PATIENT_ID, Level.STUDY), (STUDY_UID, Level.SERIES)):
+        if level >= limit and tag in replaced:
+            raise OrthancError(
+                400,
+                BAD_REQUEST,
+                f"When modifying a {words[level]}, the parent {_name(tag)} cannot be "
+                "manually modified",
+            )
+    return modification
