@@ -1,15 +1,23 @@
 """The tag tables of Orthanc 1.10.1's anonymization, one per ``DicomVersion``.
 
 PS3.15 Table E.1-1, Basic Application Level Confidentiality Profile column, as Orthanc
-applies it: ``REMOVE`` (X, and X/Z, X/D, X/Z/D, X/Z/U*), ``CLEAR`` (Z, and D: Orthanc
-empties instead of inventing a dummy value), ``UID`` (U: replaced by a new UID, mapped
-consistently within one request). Measured on Orthanc 1.10.1 itself: an instance carrying
-every public attribute of the data dictionary anonymized with each version, and the
-attributes it removed, emptied or gave a new UID listed here. Attributes of repeating
-groups (50xx, 60xx) are untouched by Orthanc 1.10.1 and so here. PatientName, PatientID,
+applies it: ``REMOVE`` (X, and X/Z, X/D, X/Z/D), ``CLEAR`` (Z, and D: Orthanc empties
+instead of inventing a dummy value), ``UID`` (U: a new UID, mapped consistently within one
+request). X/Z/U* sequences (Referenced Image, Source Image) are kept with their UIDs mapped.
+
+Measured on Orthanc 1.10.1 itself: an instance carrying every public attribute of pydicom's
+data dictionary (and the two FFFA/FFFC attributes) was anonymized with each version, and the
+attributes it removed, emptied or gave a new UID are listed here. Orthanc leaves repeating
+groups (50xx curves, 60xx overlays) alone, and so does this table. PatientName, PatientID,
 the Study/Series/SOP Instance UIDs, PatientIdentityRemoved and DeidentificationMethod are
-handled by ``modification.py``. ``tests/orthanc_compat/test_anonymize_against_orthanc.py``
-compares the result with a real Orthanc on the same input.
+handled in ``modification.py``.
+
+Checked against the standard: every entry of the 2021b table is in PS3.15-2023e Table E.1-1
+(basic profile) with the same action, except TreatmentSite (3010,0077), emptied here and
+removed in 2023e; the 2023e table has about 150 more entries, mostly dates and times added
+after 2021b (Orthanc 1.12.1 follows them with its "2023b" version, not served here).
+``tests/orthanc_compat/test_anonymize_against_orthanc.py`` compares the result with a real
+Orthanc on the same input.
 """
 
 from __future__ import annotations
@@ -294,6 +302,8 @@ _REMOVE_2017C = (
     0x40080202,  # InterpretationIDIssuer
     0x40080300,  # Impressions
     0x40084000,  # ResultsComments
+    0xFFFAFFFA,  # DigitalSignaturesSequence
+    0xFFFCFFFC,  # DataSetTrailingPadding
 )
 _CLEAR_2017C = (
     0x00080020,  # StudyDate
@@ -663,6 +673,8 @@ _REMOVE_2021B = (
     0x40080202,  # InterpretationIDIssuer
     0x40080300,  # Impressions
     0x40084000,  # ResultsComments
+    0xFFFAFFFA,  # DigitalSignaturesSequence
+    0xFFFCFFFC,  # DataSetTrailingPadding
 )
 _CLEAR_2021B = (
     0x00080020,  # StudyDate
