@@ -1,7 +1,8 @@
 """``POST /{patients|studies|series|instances}/{id}/anonymize`` and ``/modify``.
 
 A patient, study or series is rewritten instance by instance and the new instances are
-stored through ``Archive.store`` (origin ``orthanc:anonymize`` or ``orthanc:modify``); the
+stored through ``Archive.store`` (origin ``orthanc:anonymize:<source instance id>`` or
+``orthanc:modify:<id>``, shown as Orthanc's ``AnonymizedFrom``/``ModifiedFrom`` metadata); the
 answer is Orthanc's job result for one resource. An instance is answered as the modified
 DICOM file, not stored, as Orthanc does.
 """
@@ -116,11 +117,13 @@ def run_on_resource(
 ) -> dict[str, Any]:
     """Rewrite and store every instance below the resource; Orthanc's answer."""
     instances = _instances(archive, level, public_id)
+    sources = archive.resources.public_ids_of_uids(Level.IMAGE, [i.sop_uid for i in instances])
     created: str | None = None
     failed = 0
     for stored in instances:
         try:
-            result = archive.store(rewrite(archive.read_instance(stored), modification), origin)
+            raw = rewrite(archive.read_instance(stored), modification)
+            result = archive.store(raw, f"{origin}:{sources.get(stored.sop_uid, '')}")
         except (PacsError, ValueError, OSError, KeyError) as exc:
             log.warning("%s of instance %s failed: %s", origin, stored.sop_uid, exc)
             failed += 1

@@ -101,6 +101,15 @@ def test_anonymized_study_is_one_new_consistent_study(server: Server) -> None:
         assert ds.PixelData == before.PixelData  # pixels untouched
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
         assert ds.Modality == before.Modality and ds.SeriesNumber == before.SeriesNumber
+    new_ids = requests.get(f"{server.url}/studies/{body['ID']}/instances", timeout=30).json()
+    metadata = requests.get(
+        f"{server.url}/instances/{new_ids[0]['ID']}/metadata?expand", timeout=30
+    )
+    assert metadata.json()["Origin"] == "RestApi"
+    source = metadata.json()["AnonymizedFrom"]
+    assert requests.get(f"{server.url}/instances/{source}/study", timeout=30).json()["ID"] == (
+        server.study_id
+    )
 
 
 @pytest.mark.parametrize("version", ["2017c", "2021b"])
@@ -206,6 +215,9 @@ def test_modify_study_replaces_and_removes(server: Server) -> None:
         assert ds.FrameOfReferenceUID == before.FrameOfReferenceUID  # modify keeps the rest
         assert ds[PRIVATE_VALUE].value == "private secret"
     assert len({ds.SeriesInstanceUID for ds in new}) == 2
+    new_id = requests.get(f"{server.url}/studies/{result['ID']}/instances", timeout=30).json()[0]
+    metadata = requests.get(f"{server.url}/instances/{new_id['ID']}/metadata?expand", timeout=30)
+    assert "ModifiedFrom" in metadata.json()
 
 
 def test_modify_identifiers_needs_force(server: Server) -> None:
