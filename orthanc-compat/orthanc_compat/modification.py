@@ -204,6 +204,8 @@ class Modification:
         for tag in self.remove:
             if tag in ds:
                 del ds[tag]
+        if any(not _ascii(value) for value in self.replace.values()):
+            _switch_to_utf8(ds)
         for tag, value in self.replace.items():
             set_value(ds, tag, value)
         self._new_main_uids(ds)
@@ -264,6 +266,19 @@ class Modification:
         if tag == REFERENCED_SOP_INSTANCE_UID and parents[-2:] == RT_STUDY_PATH:
             return Level.STUDY  # RT structure sets reference a study by this attribute
         return Level.IMAGE
+
+
+def _ascii(value: Any) -> bool:
+    return str(value).isascii()
+
+
+def _switch_to_utf8(ds: Dataset) -> None:
+    """Let replacement values outside ASCII be written as they are: every text value is
+    decoded with the data set's character set, then written back as UTF-8."""
+    if ds.get("SpecificCharacterSet") == "ISO_IR 192":
+        return
+    ds.decode()
+    ds.SpecificCharacterSet = "ISO_IR 192"
 
 
 def _empty(elem: DataElement) -> None:

@@ -302,3 +302,16 @@ def test_pyorthanc_anonymizes(server: Server) -> None:
     instance = pyorthanc.Instance(answer["ID"], orthanc)
     raw = instance.anonymize(remove=["StudyDescription"])
     assert "StudyDescription" not in dcmread(io.BytesIO(raw))
+
+
+def test_replacement_outside_the_character_set(server: Server) -> None:
+    ds = make_image(
+        patient_id="LATIN1", patient_name="Müller^Jörg", charset="ISO_IR 100", rows=4, columns=4
+    )
+    answer = requests.post(f"{server.url}/instances", data=to_bytes(ds), timeout=30).json()
+    body = {"Replace": {"InstitutionName": "Bệnh viện Bạch Mai"}}
+    result = _post(server.url, f"/studies/{answer['ParentStudy']}/modify", body)
+    assert result.status_code == 200, result.text
+    [new] = _files(server.url, result.json()["ID"])
+    assert new.SpecificCharacterSet == "ISO_IR 192"
+    assert new.InstitutionName == "Bệnh viện Bạch Mai" and new.PatientName == "Müller^Jörg"
