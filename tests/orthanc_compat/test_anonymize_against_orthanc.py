@@ -121,12 +121,18 @@ def test_anonymize_with_options_as_orthanc(pair: Pair) -> None:
     _compare(pair, "anonymize", body)
 
 
-def test_modify_changes_what_orthanc_changes(pair: Pair) -> None:
-    body = {
-        "Replace": {"InstitutionName": "Other", "StudyDescription": "X"},
-        "Remove": ["OperatorsName", "PatientBirthDate"],
-        "RemovePrivateTags": True,
-    }
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "Replace": {"InstitutionName": "Other", "StudyDescription": "X"},
+            "Remove": ["OperatorsName", "PatientBirthDate"],
+            "RemovePrivateTags": True,
+        },
+        {"Replace": {"StudyInstanceUID": "1.2.826.0.1.3680043.10.1137.5.5"}, "Force": True},
+    ],
+)
+def test_modify_changes_what_orthanc_changes(pair: Pair, body: dict[str, Any]) -> None:
     _compare(pair, "modify", body)
 
 
