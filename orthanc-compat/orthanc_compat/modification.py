@@ -43,6 +43,7 @@ DEIDENTIFICATION_METHOD = 0x00120063
 REFERENCED_SOP_INSTANCE_UID = 0x00081155
 RT_STUDY_PATH = (0x30060010, 0x30060012)  # ReferencedFrameOfReference > RTReferencedStudy
 MAIN_IDENTIFIERS = {PATIENT_ID: 0, STUDY_UID: 1, SERIES_UID: 2, SOP_UID: 3}
+_MAIN_UIDS = ((STUDY_UID, Level.STUDY), (SERIES_UID, Level.SERIES), (SOP_UID, Level.IMAGE))
 _HEX_TAG = re.compile(r"^\(?([0-9a-fA-F]{4})[,-]([0-9a-fA-F]{4})\)?$")
 _BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 _NOT_STRING_VRS = {"SQ", "AT", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", *_BINARY_VRS}
@@ -187,13 +188,9 @@ class Modification:
         """Modify one data set in place (Orthanc's order: private tags, clearings, removals,
         replacements, new main UIDs, then UIDs referenced anywhere in the data set)."""
         if self.anonymization:  # references to a replaced UID follow the replacement
-            for tag, level in ((STUDY_UID, Level.STUDY), (SERIES_UID, Level.SERIES)):
+            for tag, level in _MAIN_UIDS:
                 if tag in self.replace and tag in ds:
                     self.uid_map.setdefault((level, str(ds[tag].value)), str(self.replace[tag]))
-            if SOP_UID in self.replace and SOP_UID in ds:
-                self.uid_map.setdefault(
-                    (Level.IMAGE, str(ds[SOP_UID].value)), self.replace[SOP_UID]
-                )
         if self.remove_private:
             for elem in list(ds):
                 if elem.tag.is_private and int(elem.tag) not in self.keep:
@@ -215,11 +212,7 @@ class Modification:
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 
     def _new_main_uids(self, ds: Dataset) -> None:
-        for tag, level in (
-            (STUDY_UID, Level.STUDY),
-            (SERIES_UID, Level.SERIES),
-            (SOP_UID, Level.IMAGE),
-        ):
+        for tag, level in _MAIN_UIDS:
             if self.level <= level and tag not in self.replace and tag not in self.keep:
                 original = str(ds[tag].value) if tag in ds else ""
                 ds[tag] = DataElement(tag, "UI", self.new_identifier(original, level))
