@@ -20,6 +20,7 @@ from tests.e2e.helpers import serve
 from tests.factories import to_bytes
 from tests.orthanc_compat.identified import identified_study
 from tests.orthanc_compat.test_against_orthanc import _orthanc
+from tests.orthanc_compat.test_modification import rt_structure_set
 
 
 @dataclass
@@ -180,3 +181,19 @@ def test_one_instance_answered_as_a_file_as_orthanc(
     original = requests.get(f"{pair.ours}/instances/{first}/file", timeout=30).content
     before = dcmread(io.BytesIO(original))
     assert _diff(before, files[1]) == _diff(before, files[0])
+
+
+def test_rt_references_as_orthanc(pair: Pair) -> None:
+    raw = to_bytes(rt_structure_set())
+    files = []
+    for url in (pair.orthanc, pair.ours):
+        instance_id = requests.post(f"{url}/instances", data=raw, timeout=30).json()["ID"]
+        answer = requests.post(f"{url}/instances/{instance_id}/anonymize", data="{}", timeout=30)
+        assert answer.status_code == 200, answer.text
+        files.append(dcmread(io.BytesIO(answer.content)))
+    before = dcmread(io.BytesIO(raw))
+    assert _diff(before, files[1]) == _diff(before, files[0])
+    for ds in files:  # the study reference maps to the new study UID on both
+        frame = ds.ReferencedFrameOfReferenceSequence[0]
+        study = frame.RTReferencedStudySequence[0]
+        assert study.ReferencedSOPInstanceUID == ds.StudyInstanceUID
