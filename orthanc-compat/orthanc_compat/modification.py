@@ -9,6 +9,7 @@ request, wherever it appears (top level or inside sequences).
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,6 +130,7 @@ class Modification:
     remove_private: bool = False
     keep_source: bool = True
     uid_map: dict[tuple[Level, str], str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def _keep(self, tag: int) -> None:
         self.keep.add(tag)
@@ -179,10 +181,11 @@ class Modification:
     def new_identifier(self, original: str, level: Level) -> str:
         """The new identifier of ``original`` at ``level``: the same one for the whole request."""
         key = (level, original.strip())
-        if key not in self.uid_map:
-            fresh = str(uuid.uuid4()) if level == Level.PATIENT else generate_uid(prefix=UID_ROOT)
-            self.uid_map[key] = str(fresh)
-        return self.uid_map[key]
+        with self._lock:  # instances of one request are rewritten by several threads
+            if key not in self.uid_map:
+                fresh = uuid.uuid4() if level == Level.PATIENT else generate_uid(prefix=UID_ROOT)
+                self.uid_map[key] = str(fresh)
+            return self.uid_map[key]
 
     def apply(self, ds: Dataset) -> None:
         """Modify one data set in place (Orthanc's order: private tags, clearings, removals,
@@ -190,7 +193,9 @@ class Modification:
         if self.anonymization:  # references to a replaced UID follow the replacement
             for tag, level in _MAIN_UIDS:
                 if tag in self.replace and tag in ds:
-                    self.uid_map.setdefault((level, str(ds[tag].value)), str(self.replace[tag]))
+                    with self._lock:
+                        key = (level, str(ds[tag].value).strip())
+                        self.uid_map.setdefault(key, str(self.replace[tag]))
         if self.remove_private:
             for elem in list(ds):
                 if elem.tag.is_private and int(elem.tag) not in self.keep:
