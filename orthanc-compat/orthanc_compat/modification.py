@@ -56,8 +56,6 @@ def parse_tag(name: Any) -> int:
     if not isinstance(name, str):
         raise OrthancError(400, BAD_REQUEST, "tags are named by strings")
     text = name.strip()
-    if "." in text or "[" in text:
-        raise OrthancError(400, BAD_REQUEST, f"paths into sequences are not supported: {name!r}")
     match = _HEX_TAG.match(text)
     if match:
         return (int(match.group(1), 16) << 16) | int(match.group(2), 16)
@@ -65,6 +63,58 @@ def parse_tag(name: Any) -> int:
     if tag is None:
         raise OrthancError(400, UNKNOWN_DICOM_TAG, f"unknown DICOM tag {name!r}")
     return int(tag)
+
+
+@dataclass(frozen=True)
+class TagPath:
+    """``ReferencedImageSequence[*].ReferencedSOPInstanceUID`` (Orthanc 1.9.4+ paths, as
+    dcmodify's): sequences with an item index or ``*``, then the attribute."""
+
+    prefix: tuple[tuple[int, int | None], ...]
+    final: int
+
+    def matches(self, parents: tuple[tuple[int, int], ...], tag: int) -> bool:
+        """Whether an attribute at ``parents`` + ``tag`` is this path or lies below it."""
+        depth = len(self.prefix)
+        chain = [*(t for t, _ in parents), tag]
+        if len(chain) <= depth or chain[depth] != self.final:
+            return False
+        return all(
+            parents[n][0] == step_tag and step_index in (None, parents[n][1])
+            for n, (step_tag, step_index) in enumerate(self.prefix)
+        )
+
+
+_STEP = re.compile(r"^(.+)\[(\d+|\*)\]$")
+
+
+def parse_path(name: Any) -> TagPath:
+    """A tag name or a path into sequences (400 when malformed or unknown)."""
+    if not isinstance(name, str):
+        raise OrthancError(400, BAD_REQUEST, "tags are named by strings")
+    parts = name.strip().split(".")
+    prefix = []
+    for part in parts[:-1]:
+        match = _STEP.match(part.strip())
+        if match is None:
+            raise OrthancError(400, BAD_REQUEST, f"a sequence in a path needs [n] or [*]: {name!r}")
+        index = None if match.group(2) == "*" else int(match.group(2))
+        prefix.append((parse_tag(match.group(1)), index))
+    return TagPath(tuple(prefix), parse_tag(parts[-1]))
+
+
+def items_at(ds: Dataset, prefix: tuple[tuple[int, int | None], ...]) -> list[Dataset]:
+    """The sequence items a path's prefix leads to (the data set itself for no prefix)."""
+    found = [ds]
+    for tag, index in prefix:
+        found = [
+            item
+            for parent in found
+            if tag in parent and parent[tag].VR == "SQ"
+            for n, item in enumerate(parent[tag].value)
+            if index is None or n == index
+        ]
+    return found
 
 
 def _name(tag: int) -> str:
@@ -78,23 +128,24 @@ def _boolean(body: dict[str, Any], member: str, default: bool) -> bool:
     return value
 
 
-def _tag_list(body: dict[str, Any], member: str) -> list[int]:
+def _tag_list(body: dict[str, Any], member: str) -> list[TagPath]:
     value = body.get(member, [])
     if not isinstance(value, list):
         raise OrthancError(400, BAD_REQUEST, f'"{member}" must be a list of tags')
-    return [parse_tag(item) for item in value]
+    return [parse_path(item) for item in value]
 
 
-def _replacements(body: dict[str, Any]) -> dict[int, Any]:
+def _replacements(body: dict[str, Any]) -> list[tuple[TagPath, Any]]:
     value = body.get("Replace", {})
     if not isinstance(value, dict):
         raise OrthancError(400, BAD_REQUEST, '"Replace" must be an object')
-    return {parse_tag(name): replacement for name, replacement in value.items()}
+    return [(parse_path(name), replacement) for name, replacement in value.items()]
 
 
-def _need_force(tags: list[int], operation: str, force: bool) -> None:
-    for tag in tags:
-        if tag in MAIN_IDENTIFIERS and not force:
+def _need_force(paths: list[TagPath], operation: str, force: bool) -> None:
+    for path in paths:
+        tag = path.final
+        if not path.prefix and tag in MAIN_IDENTIFIERS and not force:
             raise OrthancError(
                 400,
                 BAD_REQUEST,
@@ -129,6 +180,9 @@ class Modification:
     keep: set[int] = field(default_factory=set)
     remove_private: bool = False
     keep_source: bool = True
+    keep_paths: list[TagPath] = field(default_factory=list)
+    remove_paths: list[TagPath] = field(default_factory=list)
+    replace_paths: list[tuple[TagPath, Any]] = field(default_factory=list)
     uid_map: dict[tuple[Level, str], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -160,14 +214,22 @@ class Modification:
             _tag_list(body, "Keep"),
         )
         _need_force(removals, "removed", force)
-        _need_force(list(replacements), "replaced", force)
+        _need_force([path for path, _ in replacements], "replaced", force)
         _need_force(kept, "kept", force)
-        for tag in removals:
-            self._remove(tag)
-        for tag, value in replacements.items():
-            self._replace(tag, value)
-        for tag in kept:
-            self._keep(tag)
+        for path in removals:
+            if path.prefix:
+                self.remove_paths.append(path)
+            else:
+                self._remove(path.final)
+        for path, value in replacements:
+            if path.prefix:
+                self.replace_paths.append((path, value))
+            else:
+                self._replace(path.final, value)
+        for path in kept:  # below a kept path, the anonymization changes nothing
+            self.keep_paths.append(path)
+            if not path.prefix:
+                self._keep(path.final)
         self.keep_source = _boolean(body, "KeepSource", True)
         if any(tag in self.remove for tag in MAIN_IDENTIFIERS):
             raise OrthancError(
@@ -213,6 +275,13 @@ class Modification:
         self._new_main_uids(ds)
         if self.anonymization:
             self._map_references(ds, ())
+        for path in self.remove_paths:
+            for item in items_at(ds, path.prefix):
+                if path.final in item:
+                    del item[path.final]
+        for path, value in self.replace_paths:
+            for item in items_at(ds, path.prefix):
+                set_value(item, path.final, value)
         if "SOPInstanceUID" in ds and getattr(ds, "file_meta", None) is not None:
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 
@@ -222,12 +291,14 @@ class Modification:
                 original = str(ds[tag].value) if tag in ds else ""
                 ds[tag] = DataElement(tag, "UI", self.new_identifier(original, level))
 
-    def _map_references(self, ds: Dataset, parents: tuple[int, ...]) -> None:
+    def _map_references(self, ds: Dataset, parents: tuple[tuple[int, int], ...]) -> None:
         """The relationships visitor: map UIDs everywhere; inside sequences also drop private,
         removed and cleared attributes."""
         for elem in list(ds):
             tag = int(elem.tag)
             if parents:
+                if any(path.matches(parents, tag) for path in self.keep_paths):
+                    continue
                 if (self.remove_private and elem.tag.is_private and tag not in self.keep) or (
                     tag in self.remove
                 ):
@@ -245,10 +316,10 @@ class Modification:
                 mapped = [self.new_identifier(str(v), level) for v in values]
                 elem.value = mapped if elem.VM > 1 else mapped[0]
             if elem.VR == "SQ" and elem.value:
-                for item in elem.value:
-                    self._map_references(item, (*parents, tag))
+                for index, item in enumerate(elem.value):
+                    self._map_references(item, (*parents, (tag, index)))
 
-    def _uid_level(self, tag: int, parents: tuple[int, ...]) -> Level | None:
+    def _uid_level(self, tag: int, parents: tuple[tuple[int, int], ...]) -> Level | None:
         """The level a UID is mapped at, or None when it is left as it is."""
         if not parents:
             if tag in self.uids and not self.is_modified(tag):
@@ -261,7 +332,7 @@ class Modification:
             return None
         if tag in (PATIENT_ID, PATIENT_NAME):
             return Level.PATIENT
-        if tag == REFERENCED_SOP_INSTANCE_UID and parents[-2:] == RT_STUDY_PATH:
+        if tag == REFERENCED_SOP_INSTANCE_UID and tuple(t for t, _ in parents) == RT_STUDY_PATH:
             return Level.STUDY  # RT structure sets reference a study by this attribute
         return Level.IMAGE
 

@@ -112,13 +112,23 @@ def test_anonymize_changes_what_orthanc_changes(pair: Pair, version: str | None)
     _compare(pair, "anonymize", {"DicomVersion": version} if version else {})
 
 
-def test_anonymize_with_options_as_orthanc(pair: Pair) -> None:
-    body = {
-        "Keep": ["StudyDescription", "InstitutionName"],
-        "Replace": {"OperatorsName": "Someone"},
-        "Remove": ["Modality"],
-        "KeepPrivateTags": True,
-    }
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "Keep": ["StudyDescription", "InstitutionName"],
+            "Replace": {"OperatorsName": "Someone"},
+            "Remove": ["Modality"],
+            "KeepPrivateTags": True,
+        },
+        {"Keep": ["RequestAttributesSequence", "ReferencedImageSequence"]},
+        {"Keep": ["ReferencedImageSequence[*].ReferencedSOPInstanceUID"]},
+        {"Remove": ["ReferencedImageSequence[0].ReferencedSOPInstanceUID"]},
+        {"Replace": {"ReferencedImageSequence[*].ReferencedSOPClassUID": "1.2.3"}},
+        {"Replace": {"SourceImageSequence[0].0008,0104": "added"}, "Keep": ["0009,1001"]},
+    ],
+)
+def test_anonymize_with_options_as_orthanc(pair: Pair, body: dict[str, Any]) -> None:
     _compare(pair, "anonymize", body)
 
 
@@ -131,6 +141,10 @@ def test_anonymize_with_options_as_orthanc(pair: Pair) -> None:
             "RemovePrivateTags": True,
         },
         {"Replace": {"StudyInstanceUID": "1.2.826.0.1.3680043.10.1137.5.5"}, "Force": True},
+        {
+            "Remove": ["ReferencedImageSequence[1].ReferencedSOPClassUID"],
+            "Replace": {"RequestAttributesSequence[*].CodeMeaning": "other"},
+        },
     ],
 )
 def test_modify_changes_what_orthanc_changes(pair: Pair, body: dict[str, Any]) -> None:
@@ -145,6 +159,7 @@ def test_modify_changes_what_orthanc_changes(pair: Pair, body: dict[str, Any]) -
         {"DicomVersion": "1999"},
         {"Replace": {"StudyInstanceUID": "1.2.3"}},
         {"Force": "yes"},
+        {"Remove": ["ReferencedImageSequence.ReferencedSOPInstanceUID"]},
     ],
 )
 def test_bad_bodies_as_orthanc(pair: Pair, body: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from orthanc_compat.errors import OrthancError
 from orthanc_compat.modification import parse_anonymize, parse_modify
 from pacs.core.model import Level
 from tests.factories import make_image
@@ -80,3 +81,34 @@ def test_a_multi_valued_uid_gets_one_new_uid_per_value() -> None:
     parse_anonymize({}, lambda: "A1").apply(ds)
     values = list(ds.FailedSOPInstanceUIDList)
     assert len(set(values)) == 2 and not set(values) & {"1.2.3.1", "1.2.3.2"}
+
+
+def test_paths_into_sequences() -> None:
+    ds = rt_structure_set()
+    body = {
+        "Keep": ["ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence"],
+        "Replace": {"ReferencedFrameOfReferenceSequence[*].FrameOfReferenceUID": "1.2.3.4"},
+    }
+    modification = parse_anonymize(body, lambda: "A1")
+    original_study = ds.StudyInstanceUID
+    modification.apply(ds)
+    frame = ds.ReferencedFrameOfReferenceSequence[0]
+    assert frame.FrameOfReferenceUID == "1.2.3.4"
+    study = frame.RTReferencedStudySequence[0]  # kept: nothing below it changed
+    assert study.ReferencedSOPInstanceUID == original_study
+    image = study.RTReferencedSeriesSequence[0].ContourImageSequence[0]
+    assert image.PersonName == "Inner^Name"
+    remover = parse_modify(
+        {"Remove": ["ReferencedFrameOfReferenceSequence[1].0008,0100"]}, Level.STUDY
+    )
+    assert remover.remove_paths and not remover.remove
+
+
+def test_malformed_paths_are_refused() -> None:
+    for name in ("ReferencedImageSequence.ReferencedSOPInstanceUID", "Nope[0].PatientName"):
+        try:
+            parse_anonymize({"Remove": [name]}, lambda: "A1")
+        except OrthancError as exc:
+            assert exc.http_status == 400
+        else:
+            raise AssertionError(f"{name} accepted")
