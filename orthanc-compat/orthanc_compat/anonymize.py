@@ -39,7 +39,7 @@ from orthanc_compat.modification import (
 from orthanc_compat.shapes import PATH_NAME, TYPE_NAME
 from pacs.core.archive import Archive
 from pacs.core.errors import PacsError
-from pacs.core.model import Level, StoredInstance
+from pacs.core.model import InstanceSummary, Level, StoredInstance
 from pacs.core.query import Query
 
 log = logging.getLogger("pacs.orthanc")
@@ -104,7 +104,7 @@ def _public_id(archive: Archive, level: Level, uid: str) -> str:
     return archive.resources.public_ids_of_uids(level, [uid])[uid]
 
 
-def _uid_at(summary: Any, level: Level) -> str:
+def _uid_at(summary: InstanceSummary, level: Level) -> str:
     return str(
         {
             Level.PATIENT: summary.patient_id,
@@ -172,8 +172,9 @@ def _handler(anonymization: bool) -> Any:
         body = await json_body(request) if await request.read() else None
         if isinstance(body, dict):
             check_jobs_options(body)
-        if anonymization:
-            modification = parse_anonymize(body, request.app[NAMES].next_name)
+        if anonymization:  # the first name reads the index: off the event loop
+            names = request.app[NAMES]
+            modification = await asyncio.to_thread(parse_anonymize, body, names.next_name)
         else:
             modification = parse_modify(body, level)
         archive = archive_of(request)
