@@ -8,27 +8,32 @@ request, wherever it appears (top level or inside sequences).
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
-from pydicom.tag import BaseTag, Tag
 from pydicom.uid import generate_uid
 
 from orthanc_compat.anonymize_tables import DEFAULT_VERSION, PROFILES
+from orthanc_compat.dicom_edit import (
+    NOT_STRING_VRS,
+    TagPath,
+    empty_value,
+    is_ascii,
+    items_at,
+    parse_path,
+    set_value,
+    switch_to_utf8,
+    tag_name,
+)
 from orthanc_compat.errors import (
     BAD_FILE_FORMAT,
-    BAD_PARAMETER_TYPE,
     BAD_REQUEST,
     PARAMETER_OUT_OF_RANGE,
-    UNKNOWN_DICOM_TAG,
     OrthancError,
 )
 from pacs.core.model import Level
@@ -45,80 +50,7 @@ REFERENCED_SOP_INSTANCE_UID = 0x00081155
 RT_STUDY_PATH = (0x30060010, 0x30060012)  # ReferencedFrameOfReference > RTReferencedStudy
 MAIN_IDENTIFIERS = {PATIENT_ID: 0, STUDY_UID: 1, SERIES_UID: 2, SOP_UID: 3}
 _MAIN_UIDS = ((STUDY_UID, Level.STUDY), (SERIES_UID, Level.SERIES), (SOP_UID, Level.IMAGE))
-_HEX_TAG = re.compile(r"^\(?([0-9a-fA-F]{4})[,-]([0-9a-fA-F]{4})\)?$")
-_BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
-_NOT_STRING_VRS = {"SQ", "AT", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", *_BINARY_VRS}
 ORTHANC_METHOD = "PACS - PS 3.15-{} Table E.1-1{}"  # LO: at most 64 characters
-
-
-def parse_tag(name: Any) -> int:
-    """``PatientName``, ``0010,0010`` or ``0010-0010`` -> the tag (400 when unknown)."""
-    if not isinstance(name, str):
-        raise OrthancError(400, BAD_REQUEST, "tags are named by strings")
-    text = name.strip()
-    match = _HEX_TAG.match(text)
-    if match:
-        return (int(match.group(1), 16) << 16) | int(match.group(2), 16)
-    tag = tag_for_keyword(text)
-    if tag is None:
-        raise OrthancError(400, UNKNOWN_DICOM_TAG, f"unknown DICOM tag {name!r}")
-    return int(tag)
-
-
-@dataclass(frozen=True)
-class TagPath:
-    """``ReferencedImageSequence[*].ReferencedSOPInstanceUID`` (Orthanc 1.9.4+ paths, as
-    dcmodify's): sequences with an item index or ``*``, then the attribute."""
-
-    prefix: tuple[tuple[int, int | None], ...]
-    final: int
-
-    def matches(self, parents: tuple[tuple[int, int], ...], tag: int) -> bool:
-        """Whether an attribute at ``parents`` + ``tag`` is this path or lies below it."""
-        depth = len(self.prefix)
-        chain = [*(t for t, _ in parents), tag]
-        if len(chain) <= depth or chain[depth] != self.final:
-            return False
-        return all(
-            parents[n][0] == step_tag and step_index in (None, parents[n][1])
-            for n, (step_tag, step_index) in enumerate(self.prefix)
-        )
-
-
-_STEP = re.compile(r"^(.+)\[(\d+|\*)\]$")
-
-
-def parse_path(name: Any) -> TagPath:
-    """A tag name or a path into sequences (400 when malformed or unknown)."""
-    if not isinstance(name, str):
-        raise OrthancError(400, BAD_REQUEST, "tags are named by strings")
-    parts = name.strip().split(".")
-    prefix = []
-    for part in parts[:-1]:
-        match = _STEP.match(part.strip())
-        if match is None:
-            raise OrthancError(400, BAD_REQUEST, f"a sequence in a path needs [n] or [*]: {name!r}")
-        index = None if match.group(2) == "*" else int(match.group(2))
-        prefix.append((parse_tag(match.group(1)), index))
-    return TagPath(tuple(prefix), parse_tag(parts[-1]))
-
-
-def items_at(ds: Dataset, prefix: tuple[tuple[int, int | None], ...]) -> list[Dataset]:
-    """The sequence items a path's prefix leads to (the data set itself for no prefix)."""
-    found = [ds]
-    for tag, index in prefix:
-        found = [
-            item
-            for parent in found
-            if tag in parent and parent[tag].VR == "SQ"
-            for n, item in enumerate(parent[tag].value)
-            if index is None or n == index
-        ]
-    return found
-
-
-def _name(tag: int) -> str:
-    return keyword_for_tag(tag) or f"{tag >> 16:04x},{tag & 0xFFFF:04x}"
 
 
 def _boolean(body: dict[str, Any], member: str, default: bool) -> bool:
@@ -149,7 +81,7 @@ def _need_force(paths: list[TagPath], operation: str, force: bool) -> None:
             raise OrthancError(
                 400,
                 BAD_REQUEST,
-                f'Marking tag "{_name(tag)}" as to be {operation} requires the "Force" option '
+                f'Marking tag "{tag_name(tag)}" as to be {operation} requires the "Force" option '
                 "to be set to true",
             )
 
@@ -264,12 +196,12 @@ class Modification:
                     del ds[elem.tag]
         for tag in self.clear:
             if tag in ds:
-                _empty(ds[tag])
+                empty_value(ds[tag])
         for tag in self.remove:
             if tag in ds:
                 del ds[tag]
-        if any(not _ascii(value) for value in self.replace.values()):
-            _switch_to_utf8(ds)
+        if any(not is_ascii(value) for value in self.replace.values()):
+            switch_to_utf8(ds)
         for tag, value in self.replace.items():
             set_value(ds, tag, value)
         self._new_main_uids(ds)
@@ -305,7 +237,7 @@ class Modification:
                     del ds[elem.tag]
                     continue
                 if tag in self.clear:  # strings (DS, IS too) emptied, other values removed
-                    if elem.VR in _NOT_STRING_VRS:
+                    if elem.VR in NOT_STRING_VRS:
                         del ds[elem.tag]
                     else:
                         elem.value = ""
@@ -335,70 +267,6 @@ class Modification:
         if tag == REFERENCED_SOP_INSTANCE_UID and tuple(t for t, _ in parents) == RT_STUDY_PATH:
             return Level.STUDY  # RT structure sets reference a study by this attribute
         return Level.IMAGE
-
-
-def _ascii(value: Any) -> bool:
-    return str(value).isascii()
-
-
-def _switch_to_utf8(ds: Dataset) -> None:
-    """Let replacement values outside ASCII be written as they are: every text value is
-    decoded with the data set's character set, then written back as UTF-8."""
-    if ds.get("SpecificCharacterSet") == "ISO_IR 192":
-        return
-    ds.decode()
-    ds.SpecificCharacterSet = "ISO_IR 192"
-
-
-def _empty(elem: DataElement) -> None:
-    if elem.VR == "SQ":
-        elem.value = Sequence()
-    elif elem.VR in _BINARY_VRS:
-        elem.value = b""
-    elif elem.VR in _NOT_STRING_VRS:
-        elem.value = None
-    else:
-        elem.value = ""
-
-
-def _converted(tag: int, vr: str, value: Any) -> Any:
-    """A JSON replacement value as pydicom wants it for the attribute's VR."""
-    if vr == "SQ":
-        if not isinstance(value, list) or not all(isinstance(i, dict) for i in value):
-            raise OrthancError(400, BAD_PARAMETER_TYPE, f"{_name(tag)}: a list of objects")
-        items = []
-        for item in value:
-            child = Dataset()
-            for name, inner in item.items():
-                set_value(child, parse_tag(name), inner)
-            items.append(child)
-        return Sequence(items)
-    if not isinstance(value, str):
-        raise OrthancError(400, BAD_PARAMETER_TYPE, f"{_name(tag)}: the value must be a string")
-    if vr in _BINARY_VRS:
-        return value.encode("utf-8")
-    try:
-        parts = value.split("\\")
-        if vr in {"US", "SS", "UL", "SL", "UV", "SV"}:
-            numbers: list[Any] = [int(p) for p in parts]
-        elif vr in {"FL", "FD"}:
-            numbers = [float(p) for p in parts]
-        else:
-            return value
-    except ValueError:
-        raise OrthancError(400, BAD_PARAMETER_TYPE, f"{_name(tag)}: not a number") from None
-    return numbers[0] if len(numbers) == 1 else numbers
-
-
-def set_value(ds: Dataset, tag: int, value: Any) -> None:
-    """Replace an attribute's value, adding it when absent."""
-    if tag in ds:
-        vr = ds[tag].VR
-    elif BaseTag(Tag(tag)).is_private:
-        raise OrthancError(400, BAD_REQUEST, f"cannot add the private tag {_name(tag)}")
-    else:
-        vr = dictionary_VR(tag).split(" or ")[0]
-    ds[tag] = DataElement(tag, vr, _converted(tag, vr, value))
 
 
 def parse_anonymize(body: Any, patient_name: Callable[[], str]) -> Modification:
@@ -472,7 +340,7 @@ def parse_modify(body: Any, level: Level) -> Modification:
             raise OrthancError(
                 400,
                 BAD_REQUEST,
-                f"When modifying a {words[level]}, the parent {_name(tag)} cannot be "
+                f"When modifying a {words[level]}, the parent {tag_name(tag)} cannot be "
                 "manually modified",
             )
     return modification
