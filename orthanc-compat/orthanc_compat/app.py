@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRuleMatching, MatchedSubAppResource
 
 from orthanc_compat import (
+    anonymize,
     instances,
     jobs,
     labels,
@@ -45,6 +46,7 @@ def build_orthanc_app(
     jobs.add_routes(app)
     modalities.add_routes(app, forwarder)
     queries.add_routes(app)
+    anonymize.add_routes(app)
     return app
 
 

@@ -22,6 +22,8 @@ from pacs.core.index.resources import Resource
 from pacs.core.model import Level
 
 LEVELS = "{level:patients|studies|series|instances}"
+DERIVED_ORIGIN = "orthanc:"  # instances written by /anonymize or /modify
+DERIVED_FROM = {"anonymize": "AnonymizedFrom", "modify": "ModifiedFrom"}
 
 
 def metadata_of(resource: Resource) -> dict[str, str]:
@@ -37,6 +39,11 @@ def metadata_of(resource: Resource) -> dict[str, str]:
     if origin.startswith("DIMSE:"):
         values["Origin"] = "DicomProtocol"
         values["RemoteAET"] = origin.removeprefix("DIMSE:")
+    elif origin.startswith(DERIVED_ORIGIN):  # orthanc:anonymize:<source id>
+        _, kind, source = [*origin.split(":", 2), "", ""][:3]
+        values["Origin"] = "RestApi"
+        if source:
+            values[DERIVED_FROM.get(kind, "ModifiedFrom")] = source
     else:
         values["Origin"] = "RestApi" if origin == "REST" else "Unknown"
     number = resource.values.get("InstanceNumber")
