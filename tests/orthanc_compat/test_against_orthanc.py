@@ -4,10 +4,7 @@ data: the same ids, keys and values. Skips where Orthanc is not installed."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,39 +12,13 @@ import requests
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import wait_for_port
 from tests.e2e.helpers import serve
 from tests.factories import make_image, make_series, to_bytes
+from tests.orthanc_compat.real_orthanc import running_orthanc
 
 # Values that differ by nature: times, Orthanc's attachment UUID, stability (a timer).
 VOLATILE = frozenset({"LastUpdate", "FileUuid", "IsStable", "Date"})
-
-
-def _orthanc(folder: Path) -> Iterator[str]:
-    binary = shutil.which("Orthanc")
-    if binary is None:
-        pytest.skip("Orthanc is not installed (apt-get install orthanc)")
-    http_port = free_port()
-    config = {
-        "Name": "compare",
-        "StorageDirectory": str(folder / "storage"),
-        "IndexDirectory": str(folder / "index"),
-        "DicomPort": free_port(),
-        "HttpPort": http_port,
-        "RemoteAccessAllowed": True,
-        "AuthenticationEnabled": False,
-        "Plugins": [],
-    }
-    path = folder / "orthanc.json"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    with open(folder / "orthanc.log", "wb") as log:
-        process = subprocess.Popen([binary, str(path)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(http_port, process=process)
-        yield f"http://127.0.0.1:{http_port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _data() -> list[Dataset]:
@@ -86,16 +57,18 @@ def _data() -> list[Dataset]:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     orthanc_folder = tmp_path_factory.mktemp("real-orthanc")
-    for orthanc in _orthanc(orthanc_folder):
-        with serve(tmp_path_factory, "ours") as server:
-            wait_for_port(server.http_port, process=server.process)
-            ours = f"http://127.0.0.1:{server.http_port}"
-            for ds in _data():
-                raw = to_bytes(ds)
-                theirs_answer = requests.post(f"{orthanc}/instances", data=raw, timeout=30)
-                our_answer = requests.post(f"{ours}/instances", data=raw, timeout=30)
-                assert our_answer.json() == theirs_answer.json()
-            yield orthanc, ours
+    with (
+        running_orthanc(orthanc_folder, Name="compare") as orthanc,
+        serve(tmp_path_factory, "ours") as server,
+    ):
+        wait_for_port(server.http_port, process=server.process)
+        ours = f"http://127.0.0.1:{server.http_port}"
+        for ds in _data():
+            raw = to_bytes(ds)
+            theirs_answer = requests.post(f"{orthanc}/instances", data=raw, timeout=30)
+            our_answer = requests.post(f"{ours}/instances", data=raw, timeout=30)
+            assert our_answer.json() == theirs_answer.json()
+        yield orthanc, ours
 
 
 def _strip(value: Any) -> Any:

@@ -19,7 +19,7 @@ from tests.conftest import wait_for_port
 from tests.e2e.helpers import serve
 from tests.factories import to_bytes
 from tests.orthanc_compat.identified import identified_study
-from tests.orthanc_compat.test_against_orthanc import _orthanc
+from tests.orthanc_compat.real_orthanc import running_orthanc
 from tests.orthanc_compat.test_modification import rt_structure_set
 
 
@@ -35,16 +35,18 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    for orthanc in _orthanc(tmp_path_factory.mktemp("orthanc-anonymize")):
-        with serve(tmp_path_factory, "ours-anonymize") as server:
-            wait_for_port(server.http_port, process=server.process)
-            ours = f"http://127.0.0.1:{server.http_port}"
-            originals = identified_study("CMP001")
-            for ds in originals:
-                for url in (orthanc, ours):
-                    answer = requests.post(f"{url}/instances", data=to_bytes(ds), timeout=30)
-                    assert answer.status_code == 200, answer.text
-            yield Pair(orthanc, ours, answer.json()["ParentStudy"], _keyed(originals))
+    with (
+        running_orthanc(tmp_path_factory.mktemp("orthanc-anonymize")) as orthanc,
+        serve(tmp_path_factory, "ours-anonymize") as server,
+    ):
+        wait_for_port(server.http_port, process=server.process)
+        ours = f"http://127.0.0.1:{server.http_port}"
+        originals = identified_study("CMP001")
+        for ds in originals:
+            for url in (orthanc, ours):
+                answer = requests.post(f"{url}/instances", data=to_bytes(ds), timeout=30)
+                assert answer.status_code == 200, answer.text
+        yield Pair(orthanc, ours, answer.json()["ParentStudy"], _keyed(originals))
 
 
 def _keyed(files: list[Dataset]) -> dict[tuple[int, int], Dataset]:

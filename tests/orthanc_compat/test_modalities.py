@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ from orthanc_api_client import OrthancApiClient
 from tests.conftest import RunningServer, free_port, start_server, wait_for_port
 from tests.e2e.helpers import dcmtk_tool, modality_config
 from tests.factories import make_series, new_uid, to_bytes
+from tests.orthanc_compat.real_orthanc import running_orthanc
 
 ORTHANC_AE = "ORTHANC"
 
@@ -35,68 +34,44 @@ class Net:
     study_id: str  # a study of ours (3 instances)
 
 
-def _start_orthanc(
-    folder: Path, dicom_port: int, modalities: dict[str, Any]
-) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("Orthanc")
-    if binary is None:
-        pytest.skip("Orthanc is not installed (apt-get install orthanc)")
-    http_port = free_port()
-    config = {
-        "Name": "remote",
-        "StorageDirectory": str(folder / "storage"),
-        "IndexDirectory": str(folder / "index"),
-        "DicomAet": ORTHANC_AE,
-        "DicomPort": dicom_port,
-        "HttpPort": http_port,
-        "RemoteAccessAllowed": True,
-        "AuthenticationEnabled": False,
-        "DicomAlwaysAllowEcho": True,
-        "DicomAlwaysAllowStore": True,
-        "DicomAlwaysAllowFind": True,
-        "DicomAlwaysAllowMove": True,
-        "DicomModalities": modalities,
-        "Plugins": [],
-    }
-    path = folder / "orthanc.json"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    with open(folder / "orthanc.log", "wb") as log:
-        process = subprocess.Popen([binary, str(path)], stdout=log, stderr=subprocess.STDOUT)
-    wait_for_port(http_port, process=process)
-    return process, f"http://127.0.0.1:{http_port}"
-
-
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     folder = tmp_path_factory.mktemp("modalities")
     our_port, orthanc_port = free_port(), free_port()
-    orthanc, orthanc_url = _start_orthanc(
-        folder, orthanc_port, {"pacs": ["PACS", "127.0.0.1", our_port]}
-    )
-    server = start_server(
+    remote = running_orthanc(
         folder,
-        modality_config("conf", "CONFAE", free_port()),  # configured, nobody listening
-        name="ours",
-        dimse_port=our_port,
+        Name="remote",
+        DicomAet=ORTHANC_AE,
+        DicomPort=orthanc_port,
+        DicomAlwaysAllowEcho=True,
+        DicomAlwaysAllowStore=True,
+        DicomAlwaysAllowFind=True,
+        DicomAlwaysAllowMove=True,
+        DicomModalities={"pacs": ["PACS", "127.0.0.1", our_port]},
     )
-    try:
-        wait_for_port(server.http_port, process=server.process)
-        url = f"http://127.0.0.1:{server.http_port}"
-        ours = make_series(3, patient_id="OURS1", study_uid=new_uid(), rows=4, columns=4)
-        for ds in ours:
-            assert requests.post(f"{url}/instances", data=to_bytes(ds), timeout=30).ok
-        [study_id] = requests.get(f"{url}/studies", timeout=10).json()
-        answer = requests.put(
-            f"{url}/modalities/orthanc",
-            json={"AET": ORTHANC_AE, "Host": "127.0.0.1", "Port": orthanc_port},
-            timeout=10,
+    with remote as orthanc_url:
+        server = start_server(
+            folder,
+            modality_config("conf", "CONFAE", free_port()),  # configured, nobody listening
+            name="ours",
+            dimse_port=our_port,
         )
-        assert answer.status_code == 200, answer.text
-        yield Net(server, url, orthanc_url, orthanc_port, study_id)
-    finally:
-        server.stop()
-        orthanc.terminate()
-        orthanc.wait(timeout=30)
+        try:
+            wait_for_port(server.http_port, process=server.process)
+            url = f"http://127.0.0.1:{server.http_port}"
+            ours = make_series(3, patient_id="OURS1", study_uid=new_uid(), rows=4, columns=4)
+            for ds in ours:
+                assert requests.post(f"{url}/instances", data=to_bytes(ds), timeout=30).ok
+            [study_id] = requests.get(f"{url}/studies", timeout=10).json()
+            answer = requests.put(
+                f"{url}/modalities/orthanc",
+                json={"AET": ORTHANC_AE, "Host": "127.0.0.1", "Port": orthanc_port},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+            yield Net(server, url, orthanc_url, orthanc_port, study_id)
+        finally:
+            server.stop()
 
 
 def _error(response: requests.Response, status: int, code: int) -> dict[str, Any]:
