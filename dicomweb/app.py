@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
 from dicomweb.bulkdata import parse_tag, read_bulkdata
 from dicomweb.compression import accepts_gzip, compress, encoded_headers, wants_gzip
 from dicomweb.context import ARCHIVE, METADATA_CACHE, PREFIX, base_url, error, instances_of
-from dicomweb.frames import CannotDecode, multipart_octets, parse_frame_numbers, read_frames
+from dicomweb.frames import (
+    CannotDecode,
+    Frame,
+    multipart_octets,
+    parse_frame_numbers,
+    read_frames,
+)
 from dicomweb.http_cache import cache_headers, cors_middleware, etag_of, not_modified
 from dicomweb.json_model import DICOM_JSON, answer_json, encode_dicom_json
 from dicomweb.metadata_cache import MetadataCache
@@ -145,27 +152,39 @@ async def metadata(request: web.Request) -> web.Response:
     return web.Response(body=compressed, headers=encoded_headers(headers, gzipped=True))
 
 
-async def frames(request: web.Request) -> web.StreamResponse:
-    """WADO-RS frames of one instance."""
+OctetReader = Callable[[Archive, StoredInstance, bool], list[Frame]]
+
+
+async def _octets(request: web.Request, read: OctetReader, variant: str) -> web.Response:
+    """Parts of one instance's pixel data or bulk data as multipart octet streams, as stored
+    or decoded per the client's Accept; ``variant`` tells this representation's ETag apart."""
     try:
-        numbers = parse_frame_numbers(request.match_info["frames"])
         instances = await instances_of(request)
         keep_compressed = _keeps_compressed(request, instances[0])
-        found = await asyncio.to_thread(
-            read_frames, request.app[ARCHIVE], instances[0], numbers, keep_compressed
-        )
+        found = await asyncio.to_thread(read, request.app[ARCHIVE], instances[0], keep_compressed)
     except InvalidQuery as exc:
         return error(400, str(exc))
     except NotFound as exc:
         return error(404, str(exc))
     except (NotAcceptable, CannotDecode) as exc:
-        log.warning("frames %s: %s", request.path, exc)
+        log.warning("%s: %s", request.path, exc)
         return error(406, str(exc))
     body, content_type = multipart_octets(found)
-    etag = etag_of(instances, "*" if keep_compressed else "")
+    etag = etag_of(instances, f"{variant}{'*' if keep_compressed else ''}")
     return web.Response(
         body=body,
         headers={"Content-Type": content_type, "Vary": "Accept", **cache_headers(etag, True)},
+    )
+
+
+async def frames(request: web.Request) -> web.StreamResponse:
+    """WADO-RS frames of one instance."""
+    try:
+        numbers = parse_frame_numbers(request.match_info["frames"])
+    except InvalidQuery as exc:
+        return error(400, str(exc))
+    return await _octets(
+        request, lambda archive, stored, keep: read_frames(archive, stored, numbers, keep), ""
     )
 
 
@@ -173,23 +192,12 @@ async def bulkdata(request: web.Request) -> web.Response:
     """WADO-RS bulk data of one top-level attribute of an instance."""
     try:
         tag = parse_tag(request.match_info["tag"])
-        instances = await instances_of(request)
-        keep_compressed = _keeps_compressed(request, instances[0])
-        found = await asyncio.to_thread(
-            read_bulkdata, request.app[ARCHIVE], instances[0], tag, keep_compressed
-        )
     except InvalidQuery as exc:
         return error(400, str(exc))
-    except NotFound as exc:
-        return error(404, str(exc))
-    except (NotAcceptable, CannotDecode) as exc:
-        log.warning("bulkdata %s: %s", request.path, exc)
-        return error(406, str(exc))
-    body, content_type = multipart_octets(found)
-    etag = etag_of(instances, f"{tag:08X}{'*' if keep_compressed else ''}")
-    return web.Response(
-        body=body,
-        headers={"Content-Type": content_type, "Vary": "Accept", **cache_headers(etag, True)},
+    return await _octets(
+        request,
+        lambda archive, stored, keep: read_bulkdata(archive, stored, tag, keep),
+        f"{tag:08X}",
     )
 
 
