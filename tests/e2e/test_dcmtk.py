@@ -142,7 +142,24 @@ def test_getscu_returns_the_bytes_sent(
     study = getattr(catalog, which)
     out = tmp_path / "got"
     out.mkdir()
-    args = [
+    args = _getscu(
+        tools, out, "+B", "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"
+    )
+    if which == "p2_study":
+        args.append("+xr")
+    result = run([*args, HOST, str(node.dimse_port)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    received = {path.name: path for path in out.iterdir()}
+    expected = {uid: path for uid, path in catalog.files.items() if _study_of(path) == study}
+    assert set(received) == set(expected)
+    for uid, path in expected.items():
+        assert dataset_bytes(received[uid]) == dataset_bytes(path), f"{uid} differs"
+    assert final_counts(result.stdout + result.stderr).get("Completed") == len(expected)
+
+
+def _getscu(tools: dict[str, str], out: Path, *options: str) -> list[str]:
+    """A getscu command line (study root, files into ``out``) before host and port."""
+    return [
         tools["getscu"],
         "-d",
         "-S",
@@ -154,22 +171,8 @@ def test_getscu_returns_the_bytes_sent(
         "20",
         "-od",
         str(out),
-        "+B",
-        "-k",
-        "QueryRetrieveLevel=STUDY",
-        "-k",
-        f"StudyInstanceUID={study}",
+        *options,
     ]
-    if which == "p2_study":
-        args.append("+xr")
-    result = run([*args, HOST, str(node.dimse_port)])
-    assert result.returncode == 0, result.stderr[-3000:]
-    received = {path.name: path for path in out.iterdir()}
-    expected = {uid: path for uid, path in catalog.files.items() if _study_of(path) == study}
-    assert set(received) == set(expected)
-    for uid, path in expected.items():
-        assert dataset_bytes(received[uid]) == dataset_bytes(path), f"{uid} differs"
-    assert final_counts(result.stdout + result.stderr).get("Completed") == len(expected)
 
 
 def _study_of(path: Path) -> str:
@@ -494,29 +497,15 @@ def test_getscu_series(
     """C-GET at SERIES level brings back exactly the CT series' three instances."""
     out = tmp_path / "got"
     out.mkdir()
-    result = run(
-        [
-            tools["getscu"],
-            "-d",
-            "-S",
-            "-aet",
-            "E2E-GETSCU",
-            "-aec",
-            SERVER_AE,
-            "-to",
-            "20",
-            "-od",
-            str(out),
-            "-k",
-            "QueryRetrieveLevel=SERIES",
-            "-k",
-            f"StudyInstanceUID={catalog.p1_study1}",
-            "-k",
-            f"SeriesInstanceUID={catalog.ct_series}",
-            HOST,
-            str(node.dimse_port),
-        ]
-    )
+    keys = [
+        "-k",
+        "QueryRetrieveLevel=SERIES",
+        "-k",
+        f"StudyInstanceUID={catalog.p1_study1}",
+        "-k",
+        f"SeriesInstanceUID={catalog.ct_series}",
+    ]
+    result = run([*_getscu(tools, out, *keys), HOST, str(node.dimse_port)])
     assert result.returncode == 0, result.stderr[-3000:]
     got = [dcmread(path) for path in out.iterdir()]
     assert len(got) == 3
