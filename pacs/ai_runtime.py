@@ -3,10 +3,12 @@ process (models loaded once per process, niced so that ingest keeps priority).""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -33,19 +35,26 @@ _PROVIDERS = {
 }
 
 
+@functools.lru_cache(maxsize=4)
+def _registry(models_dir: Path) -> ModelRegistry:
+    """The models folder scanned once per process: a scan hashes every ONNX file (85 MB for
+    the chest model), and models are loaded at start-up anyway (add one, then restart)."""
+    return ModelRegistry.scan(models_dir)
+
+
 def model_cards(settings: Settings) -> list[ModelCard]:
     """The valid models in the models folder (invalid ones are logged and skipped)."""
     if not settings.models_dir.is_dir():
         log.warning("AI enabled but the models folder %s does not exist", settings.models_dir)
         return []
-    return ModelRegistry.scan(settings.models_dir).cards
+    return _registry(settings.models_dir).cards
 
 
 def model_summaries(settings: Settings) -> list[dict[str, object]]:
     """Every model folder: its card's summary, or why it was refused."""
     if not settings.models_dir.is_dir():
         return []
-    registry = ModelRegistry.scan(settings.models_dir)
+    registry = _registry(settings.models_dir)
     listed: list[dict[str, object]] = [
         {**card.summary(), "folder": card.folder.name, "enabled": settings.ai.enabled}
         for card in registry.cards
