@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -11,6 +12,8 @@ from pydicom.dataset import Dataset
 from ai_models.backend import InferenceBackend
 from ai_models.card import ModelCard
 from ai_models.preprocess import UnsupportedImage, dataset_input, model_input
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -110,20 +113,21 @@ class Classifier:
 
     def predict_datasets(self, datasets: Sequence[Dataset]) -> list[Prediction]:
         """Preprocess and predict; ``UnsupportedImage`` names the first data set that fails."""
-        inputs = []
-        for number, ds in enumerate(datasets):
-            try:
-                inputs.append(self.prepare_dataset(ds))
-            except UnsupportedImage as exc:
-                raise UnsupportedImage(f"data set {number}: {exc}") from exc
-        return self.predict_inputs(inputs)
+        return self.predict_inputs(_prepared(datasets, self.prepare_dataset, "data set"))
 
     def predict_images(self, images: Sequence[np.ndarray]) -> list[Prediction]:
         """Predict already 8-bit display images (PNG/JPEG path)."""
-        inputs = []
-        for number, image in enumerate(images):
-            try:
-                inputs.append(self.prepare_image(image))
-            except UnsupportedImage as exc:
-                raise UnsupportedImage(f"image {number}: {exc}") from exc
-        return self.predict_inputs(inputs)
+        return self.predict_inputs(_prepared(images, self.prepare_image, "image"))
+
+
+def _prepared(
+    items: Sequence[T], prepare: Callable[[T], np.ndarray], what: str
+) -> list[np.ndarray]:
+    """Each item as model input; ``UnsupportedImage`` says which item failed."""
+    inputs = []
+    for number, item in enumerate(items):
+        try:
+            inputs.append(prepare(item))
+        except UnsupportedImage as exc:
+            raise UnsupportedImage(f"{what} {number}: {exc}") from exc
+    return inputs
