@@ -6,11 +6,17 @@ from storage.blobstore import (
     BlobStore,
     BlobStoreError,
     BlobStoreFull,
+    BlobStoreUnavailable,
+    Dated,
+    PartialWrites,
+    StagedWrites,
     new_key,
 )
+from storage.factory import open_blob_store
 from storage.filesystem import FileSystemBlobStore
 from storage.integrity import RateLimiter, copy_blob, digest_blob
 from storage.replicated import ReplicatedBlobStore
+from storage.tiered import TieredBlobStore, UnreachableBlobStore
 
 __all__ = [
     "BlobInfo",
@@ -18,10 +24,17 @@ __all__ = [
     "BlobStore",
     "BlobStoreError",
     "BlobStoreFull",
+    "BlobStoreUnavailable",
+    "Dated",
     "FileSystemBlobStore",
+    "PartialWrites",
     "RateLimiter",
     "ReplicatedBlobStore",
+    "StagedWrites",
+    "TieredBlobStore",
+    "UnreachableBlobStore",
     "copy_blob",
     "digest_blob",
     "new_key",
+    "open_blob_store",
 ]

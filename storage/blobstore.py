@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -23,6 +23,10 @@ class BlobNotFound(BlobStoreError):
 
 class BlobStoreFull(BlobStoreError):
     """The store has no space left for this blob."""
+
+
+class BlobStoreUnavailable(BlobStoreError):
+    """The store cannot be reached (an unmounted NAS, an object store that does not answer)."""
 
 
 @dataclass(frozen=True)
@@ -84,4 +88,48 @@ class BlobStore(Protocol):
 
     def keys(self) -> Iterator[str]:
         """Every stored key (order unspecified)."""
+        ...
+
+
+@runtime_checkable
+class Dated(Protocol):
+    """A store that knows when each blob was written (orphan checks need a blob's age)."""
+
+    def modified_time(self, key: str) -> float | None:
+        """Seconds since the epoch when the blob was written; None when it is missing."""
+        ...
+
+
+@runtime_checkable
+class PartialWrites(Protocol):
+    """A store that can clean up writes a crash left unfinished."""
+
+    def remove_partial_writes(self) -> int:
+        """Remove what interrupted writes left; returns how many were removed."""
+        ...
+
+
+@runtime_checkable
+class StagedWrites(Protocol):
+    """A store that can write many blobs first and make them durable together (one flush
+    per batch instead of one per blob). A staged blob is neither visible nor durable until
+    :meth:`publish`; a crash before leaves only partial writes (see :class:`PartialWrites`).
+    """
+
+    def stage(self, key: str, chunks: Iterable[bytes]) -> BlobInfo:
+        """Write the concatenated chunks for ``key``, not yet durable nor visible."""
+        ...
+
+    def stage_copy(self, key: str, source: Path) -> int:
+        """Stage a copy of a local file (in the kernel where it can); returns its size."""
+        ...
+
+    def publish(self, keys: Sequence[str], *, drop_cache: bool = False) -> None:
+        """Make the staged blobs durable, then visible under their keys, names included.
+        ``drop_cache``: evict them from the page cache, so the next read comes from the
+        device."""
+        ...
+
+    def discard_staged(self, keys: Sequence[str]) -> None:
+        """Forget staged blobs that will not be published (missing ones are ignored)."""
         ...

@@ -18,8 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from storage.blobstore import BlobInfo, BlobNotFound, BlobStore, BlobStoreError
-from storage.filesystem import FileSystemBlobStore
+from storage.blobstore import (
+    BlobInfo,
+    BlobNotFound,
+    BlobStore,
+    BlobStoreError,
+    Dated,
+    PartialWrites,
+)
 from storage.integrity import copy_blob
 
 log = logging.getLogger(__name__)
@@ -57,7 +63,7 @@ class ReplicatedBlobStore:
         except BaseException:
             with contextlib.suppress(Exception):
                 replica_put.result()
-            self.replica.delete(key)
+                self.replica.delete(key)  # only when the replica copy was written
             raise
         try:
             copied = replica_put.result()
@@ -91,6 +97,8 @@ class ReplicatedBlobStore:
             fallback = self.replica.local_path(key)
             if fallback is not None and fallback.is_file():
                 return fallback
+            if fallback is None:  # an object store: callers read through open()
+                return None
         return path
 
     def delete(self, key: str) -> None:
@@ -104,9 +112,16 @@ class ReplicatedBlobStore:
         return self.primary.keys()
 
     def remove_partial_writes(self) -> int:
-        """Temp files left by a crash, in both stores."""
+        """Temp files (or multipart uploads) left by a crash, in both stores."""
         removed = 0
         for store in (self.primary, self.replica):
-            if isinstance(store, FileSystemBlobStore):
-                removed += store.remove_partial_writes()
+            if isinstance(store, PartialWrites):
+                try:
+                    removed += store.remove_partial_writes()
+                except BlobStoreError as exc:  # an unreachable replica must not stop a start
+                    log.error("cannot clean up partial writes in %s: %s", store, exc)
         return removed
+
+    def modified_time(self, key: str) -> float | None:
+        """When the hot copy was written (None when the hot store cannot tell)."""
+        return self.primary.modified_time(key) if isinstance(self.primary, Dated) else None

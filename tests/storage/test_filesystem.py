@@ -83,3 +83,35 @@ def test_sync_makes_names_durable(tmp_path: Path) -> None:
     store.sync()
     assert store._unsynced == set()
     store.sync()  # nothing pending: a no-op
+
+
+def test_staged_blobs_are_invisible_until_published(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path / "store")
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"x" * 3_000_000)
+    written, copied = new_key(), new_key()
+    info = store.stage(written, [b"abc", b"def"])
+    assert info.size == 6 and info.sha256 == hashlib.sha256(b"abcdef").hexdigest()
+    assert store.stage_copy(copied, source) == 3_000_000
+    assert not store.exists(written) and not store.exists(copied)
+    assert list(store.keys()) == []
+    store.publish([written, copied], drop_cache=True)
+    with store.open(written) as handle:
+        assert handle.read() == b"abcdef"
+    with store.open(copied) as handle:
+        assert handle.read() == source.read_bytes()
+    assert sorted(store.keys()) == sorted([written, copied])
+    store.stage(written, [b"again"])
+    with pytest.raises(BlobStoreError):  # a published blob is never replaced
+        store.publish([written])
+
+
+def test_staged_blobs_left_unpublished_are_discarded_or_cleaned_at_start(tmp_path: Path) -> None:
+    store = FileSystemBlobStore(tmp_path)
+    dropped, crashed = new_key(), new_key()
+    store.stage(dropped, [b"one"])
+    store.stage(crashed, [b"two"])
+    store.discard_staged([dropped])
+    assert len(list(tmp_path.rglob("*.partial"))) == 1
+    assert FileSystemBlobStore(tmp_path).remove_partial_writes() == 1  # a restart
+    assert list(tmp_path.rglob("*.partial")) == [] and list(store.keys()) == []
