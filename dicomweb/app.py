@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -34,7 +34,7 @@ from dicomweb.stow import store_parts
 from dicomweb.uri import wado_uri_handler
 from dicomweb.wado import metadata_json, stream_instances
 from pacs.core.archive import Archive
-from pacs.core.errors import InvalidQuery, NotFound
+from pacs.core.errors import InvalidQuery, NotFound, StorageUnavailable
 from pacs.core.model import Level, StoredInstance
 from pacs.core.query import Query
 
@@ -227,9 +227,21 @@ async def stow(request: web.Request) -> web.Response:
     return await store_parts(request, request.app[ARCHIVE], base, study_uid)
 
 
+@web.middleware
+async def storage_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A storage tier that cannot be reached: 503 with the reason (the client may retry)."""
+    try:
+        return await handler(request)
+    except StorageUnavailable as exc:
+        log.error("%s: %s", request.path, exc)
+        return error(503, str(exc))
+
+
 def build_dicomweb_app(archive: Archive, prefix: str = "/dicom-web") -> web.Application:
     """The DICOMweb routes over an Archive."""
-    app = web.Application(middlewares=[cors_middleware])
+    app = web.Application(middlewares=[cors_middleware, storage_errors])
     app[ARCHIVE] = archive
     app[PREFIX] = prefix
     app[METADATA_CACHE] = MetadataCache()

@@ -1,4 +1,5 @@
-"""Caching headers and CORS for viewers on other origins (PS3.18 8.10, Fetch CORS)."""
+"""Caching headers and CORS for viewers on other origins (PS3.18 8.10; the CORS headers are
+``pacs.http_cors``'s)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from pacs.core.model import StoredInstance
+from pacs.http_cors import add_cors_headers
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 IMMUTABLE = "private, max-age=31536000, immutable"
@@ -41,23 +43,15 @@ def cache_headers(etag: str, single_instance: bool) -> dict[str, str]:
 
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Let browser viewers on other origins read (and, for STOW, write) DICOMweb."""
+    """Let browser viewers on other origins read (and, for STOW, write) DICOMweb; the root
+    application adds the same headers to what its authentication refuses."""
     if request.method == "OPTIONS":
         response: web.StreamResponse = web.Response(status=204)
     else:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            exc.headers["Access-Control-Allow-Origin"] = "*"
+            add_cors_headers(request, exc.headers)
             raise
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Expose-Headers"] = (
-        "ETag, Content-Type, Content-Length, Content-Encoding, Warning"
-    )
-    if request.method == "OPTIONS":
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = request.headers.get(
-            "Access-Control-Request-Headers", "Accept, Content-Type"
-        )
-        response.headers["Access-Control-Max-Age"] = "86400"
+    add_cors_headers(request, response.headers)
     return response

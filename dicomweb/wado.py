@@ -6,7 +6,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
@@ -60,6 +60,11 @@ async def stream_instances(
                     "retrieve: %s left out, not convertible to %s: %s", stored.sop_uid, syntax, exc
                 )
                 continue
+        # Opened before the response is prepared: a storage tier that cannot be reached
+        # still gets its 503 when it holds the first instance.
+        handle = (
+            None if data is not None else await asyncio.to_thread(archive.open_instance, stored)
+        )
         if response is None:
             # Prepared once the first part is ready, so that a lone instance that fails
             # to convert still gets a 406.
@@ -67,9 +72,9 @@ async def stream_instances(
                 boundary, headers, len(plan) - len(sendable) + failed, omitted, acceptable
             )
             await response.prepare(request)
-        if data is None:
-            await _write_stored(response, archive, stored, boundary)
-        else:
+        if handle is not None:
+            await _write_stored(response, handle, stored, boundary)
+        elif data is not None:
             await response.write(_part_head(boundary, syntax, len(data)) + data + b"\r\n")
     if response is None:
         raise NotAcceptable(f"no instance could be converted to {', '.join(acceptable)}")
@@ -110,9 +115,8 @@ def _part_head(boundary: str, syntax: str, size: int) -> bytes:
 
 
 async def _write_stored(
-    response: web.StreamResponse, archive: Archive, stored: StoredInstance, boundary: str
+    response: web.StreamResponse, handle: BinaryIO, stored: StoredInstance, boundary: str
 ) -> None:
-    handle = await asyncio.to_thread(archive.open_instance, stored)
     try:
         await response.write(_part_head(boundary, stored.transfer_syntax, stored.size))
         while chunk := await asyncio.to_thread(handle.read, _CHUNK):

@@ -9,14 +9,18 @@ Nothing else in the project reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
 from pacs.core.errors import ConfigError
+from pacs.core.retention_policy import DAYS_PER_YEAR, RetentionPolicy
+from pacs.passwords import BadHash, parse_password_hash, parse_token_hash
 
 DuplicatePolicy = Literal["ignore", "replace", "reject"]
 
@@ -103,6 +107,39 @@ class HttpSettings:
             "'' = <data_dir>/viewer."
         ),
     )
+    users: tuple[tuple[str, str], ...] = field(
+        default=(),
+        metadata=_doc(
+            "[http.users] table: user name = password hash (`pacs hash-password`). HTTP Basic "
+            "users allowed to change data (and to read, when reads need auth)."
+        ),
+    )
+    tokens: tuple[tuple[str, str], ...] = field(
+        default=(),
+        metadata=_doc(
+            "[http.tokens] table: name = token hash (`pacs hash-password --token`), for "
+            "`Authorization: Bearer <token>`; the name is the user recorded."
+        ),
+    )
+    auth_required_for_reads: bool = field(
+        default=False,
+        metadata=_doc("true: GET/HEAD need a user too (else only requests that change data)."),
+    )
+    allow_loopback_without_auth: bool = field(
+        default=True,
+        metadata=_doc(
+            "true: requests from this machine (127.0.0.0/8, ::1) need no user, as Orthanc's "
+            "default. Set false behind a reverse proxy on this machine (or list it in "
+            "trusted_proxies)."
+        ),
+    )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Addresses of reverse proxies whose X-Forwarded-For is believed (nobody else's "
+            "is); the client is the last address in it that is not such a proxy."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -137,14 +174,63 @@ class StorageSettings:
     replica_path: str = field(
         default="",
         metadata=_doc(
-            "Second folder (e.g. a NAS mount) receiving a copy of every blob before the store "
-            "is acknowledged; pacs verify --repair and the scrub restore hot copies from it. "
-            "'' = no replica."
+            "Second copy of every blob, written before the store is acknowledged: a folder "
+            "(e.g. a NAS mount) or an S3-compatible bucket, 's3://bucket/prefix?endpoint="
+            "http://host:9000&region=us-east-1' (credentials from the AWS environment "
+            "variables or config files). pacs verify --repair and the scrub restore hot copies "
+            "from it. '' = no replica."
         ),
     )
     scrub_pass_hours: float = field(
         default=24.0,
         metadata=_doc("Hours between the end of one scrub pass and the start of the next."),
+    )
+    deletion_grace_days: float = field(
+        default=30.0,
+        metadata=_doc(
+            "Days deleted instances stay in the trash (blobs kept, restorable with `pacs trash "
+            "restore`) before they are purged; 0 = deletions are immediate and final. Every "
+            "deletion is recorded either way."
+        ),
+    )
+    retention_interval_hours: float = field(
+        default=24.0,
+        metadata=_doc(
+            "Hours between two runs of the [[storage.retention]] policies by `pacs serve` "
+            "(0 = only `pacs retention run`); expired trash is purged hourly regardless."
+        ),
+    )
+    prefetch_priors: int = field(
+        default=0,
+        metadata=_doc(
+            "When a new study arrives, bring this many of the patient's most recent prior "
+            "studies back to the hot tier from colder [[storage.tiers]] (0 = off)."
+        ),
+    )
+    hot_capacity_gb: float = field(
+        default=0.0,
+        metadata=_doc(
+            "Capacity of the hot tier for the hot_fill_high/low watermarks of [[storage.tiers]]: "
+            "the indexed bytes on the hot tier against this many GB; 0 = the use and size of "
+            "the filesystem holding [storage] path."
+        ),
+    )
+    tiering_interval_s: float = field(
+        default=300.0,
+        metadata=_doc("Seconds between two evaluations of the [[storage.tiers]] policies."),
+    )
+    migration_rate_mb_s: float = field(
+        default=0.0,
+        metadata=_doc(
+            "Read at most this many MB/s when moving studies between tiers (0 = no limit)."
+        ),
+    )
+    migration_yield_to_ingest: float = field(
+        default=4.0,
+        metadata=_doc(
+            "While modalities store, the mover rests this many times as long as it worked, "
+            "every 50 ms, before each blob (4 = at most a fifth of the time); 0 = never yields."
+        ),
     )
 
 
@@ -221,6 +307,40 @@ class AiRoute:
 
 
 @dataclass(frozen=True)
+class TierSettings:
+    """A colder storage tier (``[[storage.tiers]]``, hottest first after [storage] path) and
+    when whole studies move into it."""
+
+    name: str = field(metadata=_doc("Tier name (letters, digits, - and _; not 'hot')."))
+    location: str = field(
+        metadata=_doc("A folder (e.g. a NAS mount), file:///path or s3://bucket/prefix?...")
+    )
+    after_days_without_access: float = field(
+        default=0.0,
+        metadata=_doc(
+            "Move studies here once not read (nor received) for this many days (0 = never)."
+        ),
+    )
+    hot_fill_high: float = field(
+        default=0.0,
+        metadata=_doc(
+            "When the hot tier is this % full, move its least recently read studies here "
+            "(0 = no fill rule; the first tier with one applies)."
+        ),
+    )
+    hot_fill_low: float = field(
+        default=0.0, metadata=_doc("...until the hot tier is down to this % full.")
+    )
+    compress: str = field(
+        default="",
+        metadata=_doc(
+            "Lossless compression of the blobs moved into this tier: 'jpeg-ls', 'jpeg2000' or "
+            "'' (kept as they are). Checked bit-exact before it is written; recalls keep it."
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class Modality:
     """A remote AE: a C-MOVE destination and, when callers are restricted, an allowed caller
     (``pacs.main`` hands these to the core's modality registry)."""
@@ -241,11 +361,18 @@ class Settings:
     ai: AiSettings = field(default_factory=AiSettings)
     modalities: tuple[Modality, ...] = ()
     ai_routes: tuple[AiRoute, ...] = ()
+    retention: tuple[RetentionPolicy, ...] = ()
+    tiers: tuple[TierSettings, ...] = ()
 
     @property
     def index_url(self) -> str:
         """The effective index URL (SQLite inside the data folder by default)."""
         return self.index.url or f"sqlite:///{self.server.data_dir / 'index.sqlite'}"
+
+    @property
+    def runtime_file(self) -> Path:
+        """The settings changed over REST while the server runs (shared by its processes)."""
+        return self.server.data_dir / "runtime-settings.json"
 
     @property
     def blob_dir(self) -> Path:
@@ -389,6 +516,123 @@ def _build_ai_routes(raw: Any) -> tuple[AiRoute, ...]:
     return tuple(routes)
 
 
+_RETENTION_KEYS = {"name", "keep_years", "keep_days", "modality", "study_description", "action"}
+
+
+def _build_retention(raw: Any) -> tuple[RetentionPolicy, ...]:
+    """``[[storage.retention]]`` tables: ``name``, ``keep_years`` or ``keep_days``, optional
+    ``modality`` and ``study_description`` (pattern), ``action`` = "delete" or "report"."""
+    if not isinstance(raw, list):
+        raise ConfigError("[[storage.retention]] must be an array of tables")
+    policies = []
+    for position, entry in enumerate(raw):
+        where = f"[[storage.retention]] #{position + 1}"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            raise ConfigError(f"{where}: must be a table with a name")
+        unknown = set(entry) - _RETENTION_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        if ("keep_years" in entry) == ("keep_days" in entry):
+            raise ConfigError(f"{where}: give exactly one of keep_years and keep_days")
+        years = _coerce(entry.get("keep_years", 0), float, f"{where} keep_years")
+        days = _coerce(entry.get("keep_days", 0), float, f"{where} keep_days")
+        keep = years * DAYS_PER_YEAR if "keep_years" in entry else days
+        if keep <= 0:
+            raise ConfigError(f"{where}: the keep must be positive")
+        action = entry.get("action", "report")
+        if action not in ("delete", "report"):
+            raise ConfigError(f"{where}: action must be delete or report, got {action!r}")
+        policies.append(
+            RetentionPolicy(
+                name=entry["name"],
+                keep_days=keep,
+                modality=_coerce(entry.get("modality", ""), str, f"{where} modality"),
+                study_description=_coerce(
+                    entry.get("study_description", ""), str, f"{where} study_description"
+                ),
+                action=action,
+            )
+        )
+    names = [p.name for p in policies]
+    if len(names) != len(set(names)):
+        raise ConfigError("[[storage.retention]]: names must be unique")
+    return tuple(policies)
+
+
+def _credential_table(
+    raw: Any, where: str, parse: Callable[[str], object]
+) -> tuple[tuple[str, str], ...]:
+    """``[http.users]`` / ``[http.tokens]``: names to hashes, each hash checked."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a table of name = hash")
+    entries = []
+    for name, value in raw.items():
+        if not name or ":" in name or not name.isprintable():
+            raise ConfigError(f"{where}: bad name {name!r} (no ':' or control characters)")
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} {name}: expected a hash string")
+        try:
+            parse(value)
+        except BadHash as exc:
+            raise ConfigError(f"{where} {name}: {exc}") from None
+        entries.append((str(name), value))
+    return tuple(entries)
+
+
+def _http_extras(values: dict[str, Any]) -> dict[str, Any]:
+    """Pop and check the [http] keys that are not scalars: users, tokens, trusted_proxies."""
+    extras: dict[str, Any] = {
+        "users": _credential_table(values.pop("users", {}), "[http.users]", parse_password_hash),
+        "tokens": _credential_table(values.pop("tokens", {}), "[http.tokens]", parse_token_hash),
+    }
+    proxies = values.pop("trusted_proxies", [])
+    if isinstance(proxies, str):  # PACS_HTTP_TRUSTED_PROXIES="10.0.0.1,10.0.0.2"
+        proxies = [p.strip() for p in proxies.split(",") if p.strip()]
+    proxies = _string_tuple(proxies, "[http] trusted_proxies")
+    for address in proxies:
+        try:
+            ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise ConfigError(f"[http] trusted_proxies: not an address: {address!r}") from None
+    extras["trusted_proxies"] = proxies
+    return extras
+
+
+_TIER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+# '' and the codecs of pacs.core.lossless.CODECS (not imported here: it pulls in the codecs)
+_TIER_CODECS = ("", "jpeg-ls", "jpeg2000")
+
+
+def _build_tiers(raw: Any) -> tuple[TierSettings, ...]:
+    """``[[storage.tiers]]`` tables, hottest first."""
+    if not isinstance(raw, list):
+        raise ConfigError("[[storage.tiers]] must be an array of tables")
+    tiers = []
+    for position, entry in enumerate(raw):
+        where = f"[[storage.tiers]] #{position + 1}"
+        if not isinstance(entry, Mapping) or not {"name", "location"} <= set(entry):
+            raise ConfigError(f"{where}: must be a table with a name and a location")
+        tier = _build_section(TierSettings, entry, "storage.tiers")
+        if not _TIER_NAME.match(tier.name) or tier.name == "hot":
+            raise ConfigError(
+                f"{where}: invalid name {tier.name!r} (letters, digits, - and _; not 'hot')"
+            )
+        if not tier.location.strip():
+            raise ConfigError(f"{where}: location is empty")
+        if not 0 <= tier.hot_fill_low <= tier.hot_fill_high <= 100:
+            raise ConfigError(f"{where}: expected 0 <= hot_fill_low <= hot_fill_high <= 100")
+        if tier.compress not in _TIER_CODECS:
+            raise ConfigError(
+                f"{where}: compress {tier.compress!r} is not one of "
+                + ", ".join(repr(c) for c in _TIER_CODECS)
+            )
+        tiers.append(tier)
+    names = [t.name for t in tiers]
+    if len(names) != len(set(names)):
+        raise ConfigError("[[storage.tiers]]: names must be unique")
+    return tuple(tiers)
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """``PACS_DIMSE_PORT=4242`` -> ``{"dimse": {"port": "4242"}}``."""
     overrides: dict[str, dict[str, str]] = {}
@@ -424,14 +668,21 @@ def load_settings(
     raw_ai = dict(raw.get("ai", {}))
     routes = _build_ai_routes(raw_ai.pop("routes", []))
     raw["ai"] = raw_ai
+    raw_storage = dict(raw.get("storage", {}))
+    retention = _build_retention(raw_storage.pop("retention", []))
+    tiers = _build_tiers(raw_storage.pop("tiers", []))
+    raw["storage"] = raw_storage
     for section, cls in _SECTIONS.items():
         values = dict(raw.get(section, {}))
         values.update(env.get(section, {}))
-        sections[section] = _build_section(cls, values, section)
+        extras = _http_extras(values) if section == "http" else {}
+        sections[section] = dataclasses.replace(_build_section(cls, values, section), **extras)
     settings = Settings(
         **sections,
         modalities=_build_modalities(raw.get("modalities", [])),
         ai_routes=routes,
+        retention=retention,
+        tiers=tiers,
     )
     _validate_ae_title(settings.dimse.ae_title, "[dimse] ae_title")
     if settings.dimse.workers < 1:
@@ -449,7 +700,14 @@ def describe(settings: Settings) -> str:
         values = getattr(settings, section)
         for f in dataclasses.fields(cls):
             lines.append(f"# {f.metadata.get('doc', '')}")
-            lines.append(f"{f.name} = {_toml_value(getattr(values, f.name))}")
+            value = getattr(values, f.name)
+            if f.name in {"users", "tokens"}:  # hashes are not printed
+                names = ", ".join(name for name, _ in value) or "none"
+                lines.append(f"# {f.name}: {names}")
+            elif isinstance(value, tuple):
+                lines.append(f"{f.name} = [" + ", ".join(_toml_value(v) for v in value) + "]")
+            else:
+                lines.append(f"{f.name} = {_toml_value(value)}")
         if section == "index":
             lines.append(f"# effective: {settings.index_url}")
         if section == "storage":
@@ -469,6 +727,23 @@ def describe(settings: Settings) -> str:
                 else _toml_value(value)
             )
             lines.append(f"{f.name} = {rendered}")
+        lines.append("")
+    for policy in settings.retention:
+        lines.append(f"# {policy.describe()}")
+        lines.append("[[storage.retention]]")
+        lines.append(f"name = {_toml_value(policy.name)}")
+        lines.append(f"keep_days = {policy.keep_days:g}")
+        lines.append(f"modality = {_toml_value(policy.modality)}")
+        lines.append(f"study_description = {_toml_value(policy.study_description)}")
+        lines.append(f"action = {_toml_value(policy.action)}")
+        lines.append("")
+    for tier in settings.tiers or (None,):
+        lines.append("[[storage.tiers]]" if tier else "# [[storage.tiers]] (none configured)")
+        for f in dataclasses.fields(TierSettings):
+            lines.append(f"# {f.metadata.get('doc', '')}")
+            prefix = "" if tier else "# "
+            value = _toml_value(getattr(tier, f.name)) if tier else "..."
+            lines.append(f"{prefix}{f.name} = {value}")
         lines.append("")
     for modality in settings.modalities:
         lines.append("[[modalities]]")

@@ -106,10 +106,15 @@ def _existing_index(settings: Settings) -> Database | None:
 
 
 def run_verify(
-    args: argparse.Namespace, settings: Settings, hot: BlobStore, replica: BlobStore | None
+    args: argparse.Namespace,
+    settings: Settings,
+    hot: BlobStore,
+    replica: BlobStore | None,
+    *,
+    everything: BlobStore | None = None,
 ) -> int:
-    """``pacs verify``: 0 when nothing is (left) missing or corrupt, 1 otherwise, 2 on bad
-    usage."""
+    """``pacs verify`` over ``everything`` (every storage tier; the hot store when there is
+    one tier): 0 when nothing is (left) missing or corrupt, 1 otherwise, 2 on bad usage."""
     try:
         since = parse_since(args.since)
     except ValueError as exc:
@@ -127,7 +132,7 @@ def run_verify(
             if not args.json:
                 print(problem.describe(), flush=True)
 
-        report = Verifier(database, hot).run(
+        report = Verifier(database, everything or hot).run(
             since=since,
             rate_bytes=args.rate * 1e6,
             orphans=not args.no_orphans,

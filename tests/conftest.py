@@ -167,6 +167,7 @@ def start_server(
     server = RunningServer(process, dimse_port, http_port, data_dir, config, log)
     try:
         wait_for_port(dimse_port, process=process)
+        wait_for_port(http_port, process=process)
     except Exception:
         server.stop()
         raise RuntimeError(f"server did not start:\n{server.log_text()}") from None

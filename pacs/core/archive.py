@@ -12,9 +12,11 @@ from pydicom.dataset import Dataset
 from pacs.core.ai_jobs import AiQueue, AiQueuePolicy
 from pacs.core.ai_results import AiResults
 from pacs.core.answer import Answer
+from pacs.core.errors import StorageUnavailable
 from pacs.core.group_commit import GroupCommitter
 from pacs.core.index.db import Database
-from pacs.core.index.deletion import Deletion, delete_resource
+from pacs.core.index.deletion import Audit, Deletion, delete_resource
+from pacs.core.index.holds import LegalHolds
 from pacs.core.index.labels import LabelIndex
 from pacs.core.index.modalities import ModalityRegistry
 from pacs.core.index.resources import ResourceIndex
@@ -24,7 +26,11 @@ from pacs.core.model import Level, StoredInstance
 from pacs.core.query import Query
 from pacs.core.remote import RemoteModality
 from pacs.core.responses import build_answers, filter_records
-from storage import BlobNotFound, BlobStore
+from pacs.core.tiering.ledger import TierLedger
+from pacs.core.tiering.reads import TierReads
+from pacs.core.tiering.status import storage_status
+from pacs.core.trash import Trash
+from storage import BlobNotFound, BlobStore, BlobStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +48,22 @@ class Archive:
         batch_max: int = 64,
         ai_policy: AiQueuePolicy | None = None,
         modalities: Sequence[RemoteModality] = (),
+        deletion_grace_days: float = 30.0,
+        tiers: TierReads | None = None,
     ) -> None:
         self.index = index
+        self.deletion_grace = max(deletion_grace_days, 0.0) * 86400  # seconds in the trash
         self.blobs = blobs
+        self.tiers = tiers  # None: one store, read as before
+        self.hot_capacity_bytes = 0  # for the hot tier's fill level (0: its filesystem's size)
         self.ai_queue = AiQueue(index.database)
         self.ai_results = AiResults(index.database)
         self.ai_policy_enabled = ai_policy is not None
         self.resources = ResourceIndex(index.database)  # reads by public id
         self.labels = LabelIndex(index.database)
         self.modalities = ModalityRegistry(index.database, modalities)  # remote AEs
+        self.holds = LegalHolds(index.database)
+        self.trash = Trash(index, blobs)  # deletions: audit, restore, purge
         self._writer_conn = index.database.connect()
         self._committer: GroupCommitter[PendingAdd, AddResult] = GroupCommitter(
             self._write_batch, batch_max=batch_max
@@ -118,12 +131,30 @@ class Archive:
         return self.index.get_instance(sop_uid)
 
     def open_instance(self, stored: StoredInstance) -> BinaryIO:
-        """The stored Part 10 bytes of an instance, for reading."""
-        return self.blobs.open(stored.blob_key)
+        """The stored Part 10 bytes of an instance, for reading (StorageUnavailable when
+        the tier holding it cannot be reached)."""
+        if self.tiers is None:
+            return self.blobs.open(stored.blob_key)
+        try:
+            try:
+                return self.tiers.open(stored)
+            except BlobNotFound:
+                current = self.index.get_instance(stored.sop_uid)
+                if current.blob_key == stored.blob_key:
+                    raise
+                return self.tiers.open(current)  # moved to another tier meanwhile
+        except BlobStoreUnavailable as exc:
+            raise StorageUnavailable(
+                f"instance {stored.sop_uid} is on storage tier {stored.tier!r}, "
+                f"which cannot be reached: {exc}"
+            ) from exc
 
     def instance_path(self, stored: StoredInstance) -> Path | None:
-        """A local file path of the instance when the blob store has one."""
-        return self.blobs.local_path(stored.blob_key)
+        """A local file path of the instance when the blob store has one (with tiers: when
+        a local tier holds it now; otherwise None, and callers read it with open_instance)."""
+        if self.tiers is None:
+            return self.blobs.local_path(stored.blob_key)
+        return self.tiers.path(stored)
 
     def read_instance(self, stored: StoredInstance) -> bytes:
         """The whole stored Part 10 file."""
@@ -134,27 +165,60 @@ class Archive:
             log.error("instance %s: blob %s is missing", stored.sop_uid, stored.blob_key)
             raise
 
-    def delete(self, level: Level, public_id: str) -> Deletion:
+    def delete(
+        self,
+        level: Level,
+        public_id: str,
+        *,
+        who: str = "system",
+        door: str = "api",
+        reason: str = "",
+        hard: bool = False,
+    ) -> Deletion:
         """Delete a patient, study, series or instance (by public id) with everything below
-        it: index rows and change-feed rows in one transaction, then the blobs. A blob that
-        cannot be deleted is logged and left behind (an orphan file, never a dangling row)."""
+        it, recorded in ``deletions`` (who, door, reason). Its instances go to the trash,
+        blobs kept, for ``deletion_grace_days`` (restorable with ``trash.restore``); with a
+        grace of 0 (or ``hard``) the blobs are deleted after the transaction commits, and a
+        blob that cannot be deleted is logged and left behind (an orphan file, never a
+        dangling row). Raises NotFound, or OnLegalHold when a study it touches is held."""
+        grace = 0.0 if hard else self.deletion_grace
         with self.index.database.reader() as conn:  # a pooled connection; its own transaction
-            deletion = delete_resource(conn, level, public_id)
+            deletion = delete_resource(conn, level, public_id, Audit(who, door, reason, grace))
         for key in deletion.blob_keys:
             try:
                 self.blobs.delete(key)
             except Exception as exc:  # the index no longer refers to it: an orphan, logged
                 log.error("deleted %s %s: blob %s left behind: %s", level.name, public_id, key, exc)
-        log.info("deleted %s %s (%d instances)", level.name, public_id, len(deletion.blob_keys))
+        log.info(
+            "%s deleted %s %s via %s (%d instances, %s; deletion %d)",
+            who,
+            level.name,
+            public_id,
+            door,
+            deletion.instances,
+            "to the trash" if grace > 0 else "hard",
+            deletion.deletion_id,
+        )
         return deletion
 
     def statistics(self) -> dict[str, int]:
         """Counts and total size."""
         return self.index.statistics()
 
+    def storage_status(self) -> dict[str, Any]:
+        """Per-tier objects, bytes and free space, growth per day, requested moves."""
+        return storage_status(
+            TierLedger(self.index.database), self.blobs, hot_capacity_bytes=self.hot_capacity_bytes
+        )
+
     def last_change_time(self) -> float:
         """When anything was last stored or changed (epoch seconds; 0 when never)."""
         return self.index.last_change_time()
+
+    def last_activity_time(self) -> float:
+        """When a store last began or ended in this process, or the change feed last grew
+        (epoch seconds): the sign background work reads to step aside for ingest."""
+        return max(self._ingest.last_store_time, self.index.last_change_time())
 
     def changes(self, since: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """The change feed."""
@@ -163,4 +227,6 @@ class Archive:
     def close(self) -> None:
         """Flush pending index writes and close connections."""
         self._committer.close()
+        if self.tiers is not None:
+            self.tiers.close()
         self.index.database.close()

@@ -185,7 +185,7 @@ def backup(
         result = BackupResult(folder, instances=snapshot.counts["instances"])
         blobs, failed = _copy_snapshot(snapshot, sources, store, known, result, limiter)
         known.update(blobs)
-        still_there = indexed_keys(database, [blob.key for blob, _ in failed])
+        still_there = indexed_keys(database, [blob.key for blob, _ in failed], purging=False)
         vanished = [blob for blob, _ in failed if blob.key not in still_there]
         if not vanished or attempt == 3:
             break
@@ -271,8 +271,25 @@ def restore(database: Database, blobs: BlobStore, folder: Path) -> BackupResult:
         restore_sqlite(index_file, database)
     else:
         restore_postgresql(index_file, database, str(index.get("schema") or "public"))
+    _all_on_hot_tier(database)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _all_on_hot_tier(database: Database) -> None:
+    """Restored blobs are all written to the hot tier: say so in the index (the policies
+    move them again), and forget moves that were under way when the backup was taken."""
+    try:
+        with database.reader() as conn, conn.transaction():
+            conn.execute("UPDATE instances SET tier = 'hot' WHERE tier <> 'hot'")
+            conn.execute("DELETE FROM tier_moves")
+    except Exception:  # a backup from before storage tiers (index migration 6)
+        log.debug("restored index has no storage tiers")
+    try:
+        with database.reader() as conn, conn.transaction():
+            conn.execute("UPDATE deleted_instances SET tier = 'hot' WHERE tier <> 'hot'")
+    except Exception:  # a backup from before index migration 8: trash rows have no tier
+        log.debug("restored index has no tier for trashed instances")
 
 
 __all__ = ["BackupResult", "backup", "read_manifest", "restore"]

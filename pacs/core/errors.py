@@ -45,3 +45,11 @@ class InvalidQuery(PacsError):
 
 class StorageUnavailable(PacsError):
     """A storage tier cannot be read or written right now."""
+
+
+class OnLegalHold(PacsError):
+    """The study (or patient) is under legal hold: it cannot be deleted or purged."""
+
+
+class Conflict(PacsError):
+    """The request contradicts the resource's state (e.g. restoring a purged deletion)."""

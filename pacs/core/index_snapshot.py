@@ -27,6 +27,12 @@ _BLOBS_SQL = (
     "SELECT i.blob_key, i.size, i.sha256, i.sop_uid, st.study_uid FROM instances i "
     "JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = se.study_pk ORDER BY i.pk"
 )
+# Instances in the trash are restorable, so their blobs are backed up too (not those of a
+# deletion being purged: their blobs may already be gone).
+_TRASH_SQL = (
+    "SELECT d.blob_key, d.size, d.sha256, d.sop_uid, d.study_uid FROM deleted_instances d "
+    "JOIN deletions x ON x.pk = d.deletion_pk WHERE x.state <> 'purging' ORDER BY d.pk"
+)
 _COUNTED = ("patients", "studies", "series", "instances")
 
 
@@ -80,7 +86,7 @@ def snapshot_sqlite(database: Database, target: Path) -> Snapshot:
         source.backup(copy)
         copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
         counts = _counts(lambda sql: copy.execute(sql).fetchall())
-        blobs = _blobs(copy.execute(_BLOBS_SQL).fetchall())
+        blobs = _blobs(copy.execute(_BLOBS_SQL).fetchall() + copy.execute(_TRASH_SQL).fetchall())
     finally:
         copy.close()
         source.close()
@@ -110,7 +116,7 @@ def snapshot_postgresql(database: Database, target: Path) -> Snapshot:
         assert row is not None
         snapshot_id, schema = str(row[0]), str(row[1])
         counts = _counts(lambda sql: conn.execute(sql).fetchall())
-        blobs = _blobs(conn.execute(_BLOBS_SQL).fetchall())
+        blobs = _blobs(conn.execute(_BLOBS_SQL).fetchall() + conn.execute(_TRASH_SQL).fetchall())
         result = subprocess.run(
             [
                 dump,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from pacs.core.ai_jobs import AiQueuePolicy
@@ -43,6 +44,9 @@ class Ingest:
         self.committer = committer
         self.duplicate_policy = duplicate_policy
         self.max_pixels = max_pixels
+        # When a store last began or ended (epoch seconds): background work (tier moves)
+        # reads it to step aside while modalities store. A plain float: no lock needed.
+        self.last_store_time = 0.0
 
     def store(
         self, raw: bytes, origin: str, *, expected_sop_class: str = "", expected_sop_uid: str = ""
@@ -52,6 +56,15 @@ class Ingest:
         ``expected_*`` are the UIDs a request announced (C-STORE's Affected SOP Class and
         Instance UIDs): a data set that says otherwise is refused rather than misfiled.
         """
+        self.last_store_time = time.time()
+        try:
+            return self._store(raw, origin, expected_sop_class, expected_sop_uid)
+        finally:
+            self.last_store_time = time.time()
+
+    def _store(
+        self, raw: bytes, origin: str, expected_sop_class: str, expected_sop_uid: str
+    ) -> StoreResult:
         summary, part10 = summarize(raw, max_pixels=self.max_pixels)
         if expected_sop_uid and summary.sop_uid != expected_sop_uid:
             raise DatasetMismatch(

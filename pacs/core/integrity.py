@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from pacs.core.index.db import Database
-from storage import BlobNotFound, BlobStore, BlobStoreError, RateLimiter, digest_blob
+from pacs.core.tiering.ledger import TierLedger
+from storage import BlobNotFound, BlobStore, BlobStoreError, Dated, RateLimiter, digest_blob
 
 log = logging.getLogger(__name__)
 
@@ -134,15 +135,39 @@ def indexed_blobs(
 ) -> Iterator[list[IndexedBlob]]:
     """Instances in primary-key order, a batch at a time (keyset pagination: each batch is a
     short read, so a long run never holds a snapshot open against the writer)."""
+    return _blob_batches(
+        database,
+        "SELECT i.pk, i.sop_uid, st.study_uid, i.blob_key, i.size, i.sha256 "
+        "FROM instances i JOIN series se ON se.pk = i.series_pk "
+        "JOIN studies st ON st.pk = se.study_pk "
+        "WHERE i.pk > ? AND i.received_at >= ? ORDER BY i.pk LIMIT ?",
+        (since,),
+        after_pk,
+        batch,
+    )
+
+
+def trashed_blobs(database: Database, *, batch: int = _BATCH) -> Iterator[list[IndexedBlob]]:
+    """Instances kept in the trash (restorable: their blobs must be intact too), a batch at
+    a time; the trash of deletions being purged is left out (its blobs are going)."""
+    return _blob_batches(
+        database,
+        "SELECT d.pk, d.sop_uid, d.study_uid, d.blob_key, d.size, d.sha256 "
+        "FROM deleted_instances d JOIN deletions del ON del.pk = d.deletion_pk "
+        "WHERE d.pk > ? AND del.state <> 'purging' ORDER BY d.pk LIMIT ?",
+        (),
+        0,
+        batch,
+    )
+
+
+def _blob_batches(
+    database: Database, sql: str, filters: tuple[Any, ...], after_pk: int, batch: int
+) -> Iterator[list[IndexedBlob]]:
+    """Keyset pagination of ``sql`` (parameters: the last pk, ``filters``, the batch size)."""
     while True:
         with database.reader() as conn:
-            rows = conn.execute(
-                "SELECT i.pk, i.sop_uid, st.study_uid, i.blob_key, i.size, i.sha256 "
-                "FROM instances i JOIN series se ON se.pk = i.series_pk "
-                "JOIN studies st ON st.pk = se.study_pk "
-                "WHERE i.pk > ? AND i.received_at >= ? ORDER BY i.pk LIMIT ?",
-                (after_pk, since, batch),
-            )
+            rows = conn.execute(sql, (after_pk, *filters, batch))
         if not rows:
             return
         yield [
@@ -150,6 +175,18 @@ def indexed_blobs(
             for r in rows
         ]
         after_pk = int(rows[-1][0])
+
+
+def still_trashed(database: Database, entry: IndexedBlob) -> bool:
+    """Whether the trashed instance is still in the trash with the same blob (not restored,
+    not being purged)."""
+    with database.reader() as conn:
+        rows = conn.execute(
+            "SELECT d.blob_key FROM deleted_instances d JOIN deletions del "
+            "ON del.pk = d.deletion_pk WHERE d.pk = ? AND del.state <> 'purging'",
+            (entry.pk,),
+        )
+    return bool(rows) and str(rows[0][0]) == entry.blob_key
 
 
 def check_blob(
@@ -194,8 +231,15 @@ def still_indexed(database: Database, entry: IndexedBlob) -> bool:
     return bool(rows) and str(rows[0][0]) == entry.blob_key
 
 
-def indexed_keys(database: Database, keys: Sequence[str]) -> set[str]:
-    """Those of ``keys`` that an index row refers to (looked up by the blob-key index)."""
+def indexed_keys(database: Database, keys: Sequence[str], *, purging: bool = True) -> set[str]:
+    """Those of ``keys`` that an index row refers to (looked up by the blob-key indexes): a
+    stored instance, or one kept in the trash of a deletion (restorable: not an orphan);
+    ``purging=False`` leaves out the trash of deletions being purged."""
+    trash_filter = (
+        ""
+        if purging
+        else " AND deletion_pk NOT IN (SELECT pk FROM deletions WHERE state = 'purging')"
+    )
     found: set[str] = set()
     with database.reader() as conn:
         for start in range(0, len(keys), _BATCH):
@@ -204,10 +248,21 @@ def indexed_keys(database: Database, keys: Sequence[str]) -> set[str]:
             found.update(
                 str(r[0])
                 for r in conn.execute(
-                    f"SELECT blob_key FROM instances WHERE blob_key IN ({marks})", chunk
+                    f"SELECT blob_key FROM instances WHERE blob_key IN ({marks}) UNION "
+                    f"SELECT blob_key FROM deleted_instances WHERE blob_key IN ({marks})"
+                    + trash_filter,
+                    chunk + chunk,
                 )
             )
     return found
+
+
+def moving_keys(database: Database) -> set[str]:
+    """Blob keys of copies between tiers under way (none before index migration 6)."""
+    try:
+        return TierLedger(database).in_flight_keys()
+    except Exception:  # an index without tier_moves: nothing moves
+        return set()
 
 
 def _chunked(keys: Iterator[str], size: int) -> Iterator[list[str]]:
@@ -222,13 +277,15 @@ def _chunked(keys: Iterator[str], size: int) -> Iterator[list[str]]:
 
 
 def blob_age(blobs: BlobStore, key: str, now: float) -> float | None:
-    """Seconds since the blob was written, where the store keeps files."""
-    path = blobs.local_path(key)
-    if path is None:
-        return None
+    """Seconds since the blob was written, where the store can tell (a file's mtime, an
+    object's LastModified)."""
     try:
-        return max(0.0, now - path.stat().st_mtime)
-    except OSError:
+        if isinstance(blobs, Dated):
+            written = blobs.modified_time(key)
+            return None if written is None else max(0.0, now - written)
+        path = blobs.local_path(key)
+        return None if path is None else max(0.0, now - path.stat().st_mtime)
+    except (OSError, BlobStoreError):
         return None
 
 
@@ -258,6 +315,18 @@ class Verifier:
                     if on_problem is not None:
                         on_problem(problem)
 
+    def check_trash(self, report: VerifyReport, *, limiter: RateLimiter | None = None) -> None:
+        """Read every blob kept in the trash; a problem says so in its detail (it is not
+        handed to repairs: those work on indexed instances)."""
+        for batch in trashed_blobs(self.database):
+            for entry in batch:
+                problem, read = check_blob(self.blobs, entry, limiter)
+                report.checked += 1
+                report.bytes_read += read
+                if problem is not None and still_trashed(self.database, entry):
+                    detail = "in the trash" + (f"; {problem.detail}" if problem.detail else "")
+                    report.problems.append(replace(problem, detail=detail))
+
     def find_orphans(
         self,
         report: VerifyReport,
@@ -274,7 +343,8 @@ class Verifier:
         listed = (key for key in self.blobs.keys() if key[:8] >= since_day)  # noqa: SIM118
         candidates: list[Orphan] = []
         for chunk in _chunked(listed, 5000):  # memory bounded by a chunk, not the archive
-            known = indexed_keys(self.database, chunk)
+            # a move between tiers under way holds both copies: neither is an orphan
+            known = indexed_keys(self.database, chunk) | moving_keys(self.database)
             now = time.time()
             for key in sorted(set(chunk) - known):
                 age = blob_age(self.blobs, key, now)
@@ -284,7 +354,7 @@ class Verifier:
                     candidates.append(Orphan(key, age))
         if remove and candidates:
             removable = [o.blob_key for o in candidates if o.age is not None]
-            referenced = indexed_keys(self.database, removable)
+            referenced = indexed_keys(self.database, removable) | moving_keys(self.database)
             result = []
             for orphan in candidates:
                 if orphan.age is not None and orphan.blob_key not in referenced:
@@ -305,12 +375,16 @@ class Verifier:
         remove_orphans: bool = False,
         orphan_min_age: float = 3600.0,
         on_problem: Callable[[Problem], None] | None = None,
+        trash: bool = True,
     ) -> VerifyReport:
-        """A whole verification: objects, then orphans."""
+        """A whole verification: objects, the trash's blobs (``trash``, on a full run), then
+        orphans."""
         started = time.monotonic()
         report = VerifyReport()
         limiter = RateLimiter(rate_bytes) if rate_bytes > 0 else None
         self.check_objects(report, since=since, limiter=limiter, on_problem=on_problem)
+        if trash and since <= 0:
+            self.check_trash(report, limiter=limiter)
         if orphans:
             since_day = time.strftime("%Y%m%d", time.gmtime(since)) if since > 0 else ""
             self.find_orphans(

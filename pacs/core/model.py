@@ -212,6 +212,7 @@ class StoredInstance:
     blob_key: str
     size: int
     sha256: str
+    tier: str = "hot"  # the storage tier holding the blob (see pacs.core.tiering)
 
 
 class StoreOutcome(enum.Enum):

@@ -101,3 +101,9 @@ class Forwarder(Protocol):
     ) -> MoveOutcome:
         """C-MOVE what the identifier names from the remote to ``target_aet``."""
         ...
+
+    def get(
+        self, remote: RemoteModality, identifier: Dataset, progress: Progress | None = None
+    ) -> MoveOutcome:
+        """C-GET what the identifier names from the remote into the archive."""
+        ...

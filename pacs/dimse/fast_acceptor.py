@@ -1,16 +1,17 @@
-"""A lean acceptor for the associations a PACS receives most: C-STORE, C-FIND and C-ECHO.
+"""A lean acceptor for the associations a PACS receives: C-ECHO, C-STORE, C-FIND, C-MOVE
+and C-GET.
 
 pynetdicom runs two polling threads per association and hands every 16 KB PDU through
-queues; that caps a Python C-STORE SCP far below what the wire and disk allow. Most
-associations a PACS receives only store or only query, so this module serves those
-itself: it peeks at the A-ASSOCIATE-RQ without consuming it and, when every proposed
-presentation context is Verification, storage or C-FIND (and no role selection asks for
-C-GET), negotiates with pynetdicom's PDU classes and then reads P-DATA with large
-``recv_into`` calls, assembles data sets from their PDV fragments without copying, stores
-through the same :class:`StoreService` and queries through the same :class:`FindService`
-as the pynetdicom handlers, and answers with hand-built responses (C-FIND answers are
-encoded straight from index values and packed into large PDUs). Any other association
-(C-MOVE, C-GET) is left untouched for pynetdicom.
+queues; that caps a Python C-STORE SCP far below what the wire and disk allow. This module
+peeks at the A-ASSOCIATE-RQ without consuming it and, when every proposed presentation
+context is Verification, storage or query/retrieve, negotiates with pynetdicom's PDU classes
+(role selection included) and then reads P-DATA with large ``recv_into`` calls, assembles
+data sets from their PDV fragments without copying, stores through the same
+:class:`StoreService`, queries through the same :class:`FindService` as the pynetdicom
+handlers and retrieves through :class:`RetrieveService` (stored files streamed to the C-MOVE
+destination or back over the C-GET requestor's association), with hand-built responses
+(C-FIND answers encoded straight from index values and packed into large PDUs). Any other
+association is left untouched for pynetdicom.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from pynetdicom.presentation import build_context, negotiate_as_acceptor
 from pynetdicom.sop_class import uid_to_service_class
 
 from pacs.core.dicom_header import IMPLEMENTATION_VERSION_NAME, encode_file_meta
+from pacs.core.runtime_settings import RuntimeSettings
 from pacs.dimse import status, upper_layer
 from pacs.dimse.find_service import (
     FIND_SOP_CLASSES,
@@ -51,7 +53,7 @@ from pacs.dimse.find_service import (
 )
 from pacs.dimse.retrieve_service import RetrieveService
 from pacs.dimse.store_sender import StoreChannel
-from pacs.dimse.store_service import AssociationStats, StoreService
+from pacs.dimse.store_service import AssociationStats, StoreService, storage_refusal
 from pacs.dimse.upper_layer import Command, PeerClosed, ProtocolError, read_exact, read_pdu
 from pacs.settings import Settings
 
@@ -123,6 +125,7 @@ class FastAcceptor:
         self.store_service = store_service
         self.find_service = find_service
         self.retrieve_service = retrieve_service
+        self.runtime = RuntimeSettings(settings.runtime_file)
         self._active = 0
         self._lock = threading.Lock()
 
@@ -220,6 +223,12 @@ class FastAcceptor:
         for cx in proposed:
             syntaxes = wanted.setdefault(str(cx.abstract_syntax), [])
             syntaxes.extend(str(ts) for ts in cx.transfer_syntax if str(ts) not in syntaxes)
+        roles = {
+            UID(item.sop_class_uid): (item.scu_role, item.scp_role)
+            for item in request.user_information
+            if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.sop_class_uid
+        }
+        runtime = self.runtime.current()
         for abstract_syntax, syntaxes in wanted.items():
             if abstract_syntax in _QUERY_RETRIEVE:
                 supported.append(build_context(abstract_syntax, _QUERY_SYNTAXES))
@@ -227,17 +236,23 @@ class FastAcceptor:
             # Storage: take the requestor's preferred syntax (what a sender holds, what a
             # C-GET receiver wants); we may also be the SCU of it, for C-GET sub-operations.
             ours = [ts for ts in syntaxes if ts in _ALL_SYNTAXES] or [str(ExplicitVRLittleEndian)]
+            if abstract_syntax != _VERIFICATION and UID(abstract_syntax) not in roles:
+                # Only storing to us (no C-GET role): the runtime settings decide.
+                ours = [ts for ts in ours if not storage_refusal(runtime, abstract_syntax, ts)]
+                if not ours:
+                    continue  # rejected: abstract syntax not supported
             context = build_context(abstract_syntax, ours)
             if abstract_syntax != _VERIFICATION:
                 context.scu_role = True
                 context.scp_role = True
             supported.append(context)
-        roles = {
-            UID(item.sop_class_uid): (item.scu_role, item.scp_role)
-            for item in request.user_information
-            if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.sop_class_uid
-        }
         results, role_replies = negotiate_as_acceptor(proposed, supported, roles)
+        log.debug(
+            "association from %s: %d of %d presentation contexts accepted",
+            str(request.calling_ae_title).strip(),
+            sum(1 for context in results if context.result == 0),
+            len(results),
+        )
         answer = A_ASSOCIATE()
         answer.application_context_name = request.application_context_name
         answer.calling_ae_title = request.calling_ae_title

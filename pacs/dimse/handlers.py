@@ -10,23 +10,22 @@ from typing import Any
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import build_context
 
 from pacs.core.archive import Archive
 from pacs.core.errors import InvalidQuery
 from pacs.core.model import StoredInstance
+from pacs.core.runtime_settings import RuntimeSettings
 from pacs.dimse import status
 from pacs.dimse.find_service import FindService, instances_to_retrieve
-from pacs.dimse.store_sender import proposals
-from pacs.dimse.store_service import AssociationStats, StoreService
+from pacs.dimse.store_sender import UNCOMPRESSED, proposals
+from pacs.dimse.store_service import AssociationStats, StoreService, storage_refusal
 from pacs.dimse.transport import set_nodelay
 from pacs.settings import Settings
 
 log = logging.getLogger("pacs.dimse")
-
-_UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
-_MAX_CONTEXTS = 128
 
 
 class DimseHandlers:
@@ -37,6 +36,7 @@ class DimseHandlers:
         self.settings = settings
         self.store_service = StoreService(archive)
         self.find_service = FindService(archive, settings)
+        self.runtime = RuntimeSettings(settings.runtime_file)
         self._stats: dict[int, AssociationStats] = {}
         self._lock = threading.Lock()
 
@@ -102,6 +102,18 @@ class DimseHandlers:
         stats = self._stats_for(event)
         request: Any = event.request
         sop_uid = str(request.AffectedSOPInstanceUID)
+        refusal = storage_refusal(
+            self.runtime.current(),
+            str(event.context.abstract_syntax),
+            str(event.context.transfer_syntax),
+        )
+        if refusal:  # what the fast path refuses at negotiation, refused per C-STORE here
+            stats.failed += 1
+            log.warning("C-STORE of %s from %s refused: %s", sop_uid, stats.calling_ae, refusal)
+            answer = Dataset()
+            answer.Status = status.SOP_CLASS_NOT_SUPPORTED
+            answer.ErrorComment = refusal[:64]
+            return answer
         try:
             raw = event.encoded_dataset(include_meta=True)
         except Exception as exc:
@@ -159,14 +171,27 @@ class DimseHandlers:
             return dcmread(handle)
 
     def _send_all(
-        self, event: Event, stats: AssociationStats, instances: list[StoredInstance]
+        self,
+        event: Event,
+        stats: AssociationStats,
+        instances: list[StoredInstance],
+        takes: set[tuple[str, str]],
     ) -> Iterator[tuple[int, Dataset | None]]:
+        """Each instance as a pending result; compressed ones the receiving peer cannot take
+        as stored (``takes``: the pairs it accepted) are decoded."""
         for stored in instances:
             if event.is_cancelled:
                 yield status.CANCEL, None
                 return
             try:
                 dataset = self._dataset(stored)
+                if _needs_decoding(stored, takes):
+                    log.info(
+                        "peer takes no %s for %s: sending it decompressed",
+                        stored.transfer_syntax,
+                        stored.sop_uid,
+                    )
+                    dataset.decompress(generate_instance_uid=False)
             except Exception as exc:
                 log.error("cannot read instance %s for sending: %s", stored.sop_uid, exc)
                 failed = Dataset()
@@ -208,15 +233,21 @@ class DimseHandlers:
             modality.host,
             modality.port,
         )
+        opened: list[Association] = []  # the association pynetdicom opens to the destination
+
+        def on_destination_open(open_event: Event) -> None:
+            opened.append(open_event.assoc)
+            self.on_connection_open(open_event)
+
         yield (
             *destination,
             {
                 "contexts": storage_contexts(instances),
-                "evt_handlers": [(evt.EVT_CONN_OPEN, self.on_connection_open)],
+                "evt_handlers": [(evt.EVT_CONN_OPEN, on_destination_open)],
             },
         )
-        yield len(instances)
-        yield from self._send_all(event, stats, instances)
+        yield len(instances)  # pynetdicom associates before resuming here
+        yield from self._send_all(event, stats, instances, _storage_takes(opened[-1]))
 
     def on_get(self, event: Event) -> Iterator[Any]:
         stats = self._stats_for(event)
@@ -230,7 +261,27 @@ class DimseHandlers:
 
         log.info("C-GET from %s: %d instance(s)", stats.calling_ae, len(instances))
         yield len(instances)
-        yield from self._send_all(event, stats, instances)
+        yield from self._send_all(event, stats, instances, _storage_takes(event.assoc))
+
+
+def _storage_takes(assoc: Association) -> set[tuple[str, str]]:
+    """The (SOP class, transfer syntax) pairs a peer accepted to receive C-STOREs in: the
+    C-GET requestor's SCP-role contexts, or the C-MOVE destination's contexts."""
+    return {
+        (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+        for cx in assoc.accepted_contexts
+        if cx.as_scu
+    }
+
+
+def _needs_decoding(stored: StoredInstance, takes: set[tuple[str, str]]) -> bool:
+    """A compressed instance whose stored syntax the peer did not accept, but an
+    uncompressed one: sent decompressed rather than failed."""
+    return (
+        stored.transfer_syntax not in UNCOMPRESSED
+        and (stored.sop_class_uid, stored.transfer_syntax) not in takes
+        and any((stored.sop_class_uid, syntax) in takes for syntax in UNCOMPRESSED)
+    )
 
 
 def storage_contexts(instances: list[StoredInstance]) -> list[Any]:

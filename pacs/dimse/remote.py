@@ -1,27 +1,30 @@
-"""The DICOM side of `pacs.core.remote.Forwarder`: C-ECHO, C-STORE, C-FIND and C-MOVE as an
-SCU against a remote AE. C-STORE uses the lean Storage SCU (stored bytes streamed as they
+"""The DICOM side of `pacs.core.remote.Forwarder`: C-ECHO, C-STORE, C-FIND, C-MOVE and C-GET
+as an SCU against a remote AE. C-STORE uses the lean Storage SCU (stored bytes streamed as they
 are); the other services are pynetdicom's."""
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE
+from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
 from pacs.core.archive import Archive
+from pacs.core.errors import OutOfResources
 from pacs.core.model import StoredInstance
 from pacs.core.remote import (
     MoveOutcome,
@@ -32,7 +35,7 @@ from pacs.core.remote import (
     StoreOutcome,
 )
 from pacs.dimse import upper_layer
-from pacs.dimse.store_sender import DestinationUnavailable, StoreSender
+from pacs.dimse.store_sender import MAX_CONTEXTS, DestinationUnavailable, StoreSender
 from pacs.dimse.upper_layer import ProtocolError
 
 log = logging.getLogger("pacs.dimse")
@@ -75,7 +78,7 @@ class DimseForwarder:
 
     @contextmanager
     def _association(
-        self, remote: RemoteModality, contexts: Sequence[Any]
+        self, remote: RemoteModality, contexts: Sequence[Any], **options: Any
     ) -> Iterator[Association]:
         ae = AE(ae_title=self._calling(remote))
         timeout = self._timeout(remote)
@@ -83,7 +86,7 @@ class DimseForwarder:
         ae.connection_timeout = timeout
         for context in contexts:
             ae.add_requested_context(context)
-        assoc = ae.associate(remote.host, remote.port, ae_title=remote.ae_title)
+        assoc = ae.associate(remote.host, remote.port, ae_title=remote.ae_title, **options)
         if not assoc.is_established:
             raise _unreachable(remote, _why_not_established(remote, assoc, timeout))
         try:
@@ -184,19 +187,44 @@ class DimseForwarder:
             if patient
             else StudyRootQueryRetrieveInformationModelMove
         )
-        final: Dataset | None = None
         with self._association(remote, [model]) as assoc:
-            for status, _ in assoc.send_c_move(identifier, target_aet, model):
-                if "Status" not in status:
-                    raise RemoteUnavailable(
-                        f'C-MOVE SCU to AET "{remote.ae_title}": the association was lost'
-                    )
-                final = status
-                if int(status.Status) in _PENDING and progress is not None:
-                    done = int(status.get("NumberOfCompletedSuboperations", 0))
-                    left = int(status.get("NumberOfRemainingSuboperations", 0))
-                    progress(done, done + left)
-        assert final is not None
+            responses = assoc.send_c_move(identifier, target_aet, model)
+            final = _final_status(responses, remote, "C-MOVE", progress)
+        return self._outcome(remote, "C-MOVE", final)
+
+    def get(
+        self, remote: RemoteModality, identifier: Dataset, progress: Progress | None = None
+    ) -> MoveOutcome:
+        """C-GET: the remote sends the instances back over our association (we take the
+        SCP role for every storage SOP class); each is stored through ``Archive.store``."""
+        patient = str(identifier.get("QueryRetrieveLevel", "")) == "PATIENT"
+        model = (
+            PatientRootQueryRetrieveInformationModelGet
+            if patient
+            else StudyRootQueryRetrieveInformationModelGet
+        )
+        storage = [str(c.abstract_syntax) for c in StoragePresentationContexts[: MAX_CONTEXTS - 1]]
+        roles = [build_role(uid, scp_role=True) for uid in storage]
+        origin = f"DIMSE:{remote.ae_title}"
+
+        def on_store(event: Any) -> int:
+            try:
+                self.archive.store(bytes(event.encoded_dataset()), origin)
+            except Exception as exc:  # refused, full, unreadable: the remote counts a failure
+                log.warning("C-GET from %s: an instance was not stored: %s", remote.ae_title, exc)
+                return 0xA700 if isinstance(exc, OutOfResources) else 0xC000
+            return 0x0000
+
+        handlers = [(evt.EVT_C_STORE, on_store)]
+        with self._association(
+            remote, [model, *storage], ext_neg=roles, evt_handlers=handlers
+        ) as assoc:
+            final = _final_status(assoc.send_c_get(identifier, model), remote, "C-GET", progress)
+        return self._outcome(remote, "C-GET", final)
+
+    @staticmethod
+    def _outcome(remote: RemoteModality, service: str, final: Dataset) -> MoveOutcome:
+        """The counts of a C-MOVE or C-GET; RemoteFailure for a failure status."""
         code = int(final.Status)
         outcome = MoveOutcome(
             completed=int(final.get("NumberOfCompletedSuboperations", 0) or 0),
@@ -206,6 +234,32 @@ class DimseForwarder:
         )
         if code not in (0x0000, 0xB000):
             raise RemoteFailure(
-                f'C-MOVE SCU to AET "{remote.ae_title}" has failed with DIMSE status 0x{code:04X}'
+                f'{service} SCU to AET "{remote.ae_title}" has failed with DIMSE status '
+                f"0x{code:04X}"
             )
         return outcome
+
+
+def _final_status(
+    responses: Iterable[tuple[Dataset, Any]],
+    remote: RemoteModality,
+    service: str,
+    progress: Progress | None,
+) -> Dataset:
+    """Follow a C-MOVE or C-GET's responses, reporting pending counts to ``progress``;
+    the final status (RemoteUnavailable when the association is lost before it)."""
+    final: Dataset | None = None
+    for status, _ in responses:
+        if "Status" not in status:
+            final = None
+            break
+        final = status
+        if int(status.Status) in _PENDING and progress is not None:
+            done = int(status.get("NumberOfCompletedSuboperations", 0))
+            left = int(status.get("NumberOfRemainingSuboperations", 0))
+            progress(done, done + left)
+    if final is None:
+        raise RemoteUnavailable(
+            f'{service} SCU to AET "{remote.ae_title}": the association was lost'
+        )
+    return final

@@ -15,6 +15,7 @@ CANCEL = 0xFE00
 FIND_OUT_OF_RESOURCES = 0xA700
 IDENTIFIER_MISMATCH = 0xA900  # identifier does not match SOP class
 UNABLE_TO_PROCESS = 0xC000
+SOP_CLASS_NOT_SUPPORTED = 0x0122  # refused by /tools/accepted-transfer-syntaxes and the like
 MOVE_UNKNOWN_DESTINATION = 0xA801
 SUBOPS_WARNING = 0xB000
 

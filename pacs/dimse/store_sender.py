@@ -2,8 +2,10 @@
 
 pynetdicom's C-MOVE wants a decoded Dataset per instance and re-encodes it; here the
 stored Part 10 file is streamed from just after its File Meta header straight into P-DATA
-PDUs. Only when the destination accepted another uncompressed syntax than the stored one
-is the data set decoded and re-encoded (Implicit <-> Explicit VR Little Endian).
+PDUs. Only when the destination accepted no context for the stored syntax but an
+uncompressed one is the data set decoded and re-encoded, in the sending thread: Implicit <->
+Explicit VR Little Endian, or compressed pixel data (e.g. a cold tier's JPEG-LS lossless
+copy) decompressed for a peer that takes only uncompressed syntaxes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from pydicom import dcmread
+from pydicom.uid import UID
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu import A_ASSOCIATE_AC as AssociateAcPdu
@@ -34,9 +37,9 @@ from pacs.dimse.upper_layer import ProtocolError
 
 log = logging.getLogger("pacs.dimse")
 
-_UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")  # Explicit, Implicit VR LE
 _APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
-_MAX_CONTEXTS = 128
+MAX_CONTEXTS = 128  # presentation contexts one association may propose
 _READ_CHUNK = 1024 * 1024
 
 
@@ -45,22 +48,43 @@ class DestinationUnavailable(Exception):
 
 
 def proposals(instances: list[StoredInstance]) -> list[tuple[str, list[str]]]:
-    """One context per (SOP class, stored syntax); uncompressed ones also offer the other."""
+    """One context per (SOP class, stored syntax), uncompressed ones also offering the
+    other; then, for compressed ones, an uncompressed context to decompress into when the
+    destination does not take the stored syntax (proposed last: dropped first past 128)."""
     wanted: dict[tuple[str, tuple[str, ...]], None] = {}
+    fallbacks: dict[tuple[str, tuple[str, ...]], None] = {}
     for stored in instances:
-        if stored.transfer_syntax in _UNCOMPRESSED:
-            syntaxes = tuple(sorted(_UNCOMPRESSED, key=lambda ts: ts != stored.transfer_syntax))
+        if stored.transfer_syntax in UNCOMPRESSED:
+            syntaxes = tuple(sorted(UNCOMPRESSED, key=lambda ts: ts != stored.transfer_syntax))
         else:
             syntaxes = (stored.transfer_syntax,)
+            fallbacks[(stored.sop_class_uid, UNCOMPRESSED)] = None
         wanted[(stored.sop_class_uid, syntaxes)] = None
+    for key in fallbacks:
+        wanted.setdefault(key, None)
     proposals = [(sop_class, list(syntaxes)) for sop_class, syntaxes in wanted]
-    if len(proposals) > _MAX_CONTEXTS:
+    if len(proposals) > MAX_CONTEXTS:
         log.warning(
             "%d presentation contexts needed, only %d can be proposed",
             len(proposals),
-            _MAX_CONTEXTS,
+            MAX_CONTEXTS,
         )
-    return proposals[:_MAX_CONTEXTS]
+    return proposals[:MAX_CONTEXTS]
+
+
+def reencoded(handle: BinaryIO, syntax: str) -> bytes:
+    """The data set of a stored file in the uncompressed ``syntax`` (pixel data decoded
+    when it is compressed): the slow path, for peers that did not accept the stored one."""
+    try:
+        ds = dcmread(handle)
+        if "PixelData" in ds and UID(ds.file_meta.TransferSyntaxUID).is_compressed:
+            ds.decompress(generate_instance_uid=False)  # the same instance, decoded
+        payload = encode(ds, syntax == UNCOMPRESSED[1], True)
+    except Exception as exc:  # codec and parser errors on the stored file
+        raise ValueError(f"cannot re-encode as {syntax}: {type(exc).__name__}: {exc}") from exc
+    if payload is None:
+        raise ValueError(f"cannot re-encode as {syntax}")
+    return bytes(payload)
 
 
 def data_set_stream(handle: BinaryIO) -> Iterator[bytes]:
@@ -97,11 +121,10 @@ class StoreChannel:
         exact = self.accepted.get((stored.sop_class_uid, stored.transfer_syntax))
         if exact is not None:
             return exact, stored.transfer_syntax
-        if stored.transfer_syntax in _UNCOMPRESSED:
-            for syntax in _UNCOMPRESSED:
-                context = self.accepted.get((stored.sop_class_uid, syntax))
-                if context is not None:
-                    return context, syntax
+        for syntax in UNCOMPRESSED:  # decoded and re-encoded on the way (slow path)
+            context = self.accepted.get((stored.sop_class_uid, syntax))
+            if context is not None:
+                return context, syntax
         return None
 
     def send(
@@ -122,6 +145,17 @@ class StoreChannel:
             )
             return 0xA900
         context_id, syntax = choice
+        payload = None
+        if syntax != stored.transfer_syntax:  # decoded before anything goes out
+            if stored.transfer_syntax not in UNCOMPRESSED:
+                log.info(
+                    "%s takes no %s for %s: sending it decompressed as %s",
+                    self.peer,
+                    stored.transfer_syntax,
+                    stored.sop_uid,
+                    syntax,
+                )
+            payload = reencoded(handle, syntax)
         self._message_id = self._message_id % 65535 + 1
         writer = upper_layer.PduWriter(self.sock, self.peer_max_pdu)
         command = upper_layer.store_request(
@@ -133,7 +167,7 @@ class StoreChannel:
         )
         writer.add(context_id, True, command)
         writer.end_message()
-        if syntax == stored.transfer_syntax:
+        if payload is None:
             previous: bytes | None = None
             for chunk in data_set_stream(handle):  # one chunk of look-ahead marks the last
                 if previous is not None:
@@ -142,10 +176,6 @@ class StoreChannel:
                 previous = chunk
             writer.add(context_id, False, previous or b"")
         else:
-            ds = dcmread(handle)
-            payload = encode(ds, syntax == "1.2.840.10008.1.2", True)
-            if payload is None:
-                raise ValueError(f"cannot re-encode {stored.sop_uid} as {syntax}")
             writer.add(context_id, False, payload)
         writer.flush()
         return self._response_status()

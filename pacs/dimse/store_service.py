@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from pydicom.uid import UID
+from pynetdicom.sop_class import uid_to_service_class
+
 from pacs.core.archive import Archive
 from pacs.core.errors import PacsError
 from pacs.core.model import StoreOutcome
+from pacs.core.runtime_settings import RuntimeValues
 from pacs.core.store_status import store_failure_status
 from pacs.dimse import status
 
@@ -43,6 +47,21 @@ class AssociationStats:
             self.finds,
             self.retrieved,
         )
+
+
+def is_unknown_sop_class(sop_class_uid: str) -> bool:
+    """A SOP class pynetdicom does not know (private ones): Orthanc's "unknown SOP class"."""
+    return uid_to_service_class(UID(sop_class_uid)).__name__ == "ServiceClass"
+
+
+def storage_refusal(values: RuntimeValues, sop_class_uid: str, transfer_syntax: str) -> str:
+    """Why the runtime settings (``/tools/accepted-transfer-syntaxes``,
+    ``/tools/unknown-sop-class-accepted``) refuse storage in this context; '' if they don't."""
+    if not values.accepts_transfer_syntax(transfer_syntax):
+        return f"transfer syntax {transfer_syntax} is not accepted"
+    if not values.unknown_sop_class_accepted and is_unknown_sop_class(sop_class_uid):
+        return f"unknown SOP class {sop_class_uid} is not accepted"
+    return ""
 
 
 class StoreService:

@@ -96,6 +96,30 @@ def run(args: Sequence[str], timeout: float = TIMEOUT) -> subprocess.CompletedPr
     )
 
 
+def getscu_command(getscu: str, out: Path, *options: str, aet: str = "E2E-GETSCU") -> list[str]:
+    """A DCMTK getscu command line (study root, debug output, files into ``out``) before
+    host and port; ``options`` are its keys and transfer-syntax flags."""
+    return [
+        getscu,
+        "-d",
+        "-S",
+        "-aet",
+        aet,
+        "-aec",
+        SERVER_AE,
+        "-to",
+        "20",
+        "-od",
+        str(out),
+        *options,
+    ]
+
+
+def study_keys(study_uid: str) -> list[str]:
+    """The getscu/movescu keys retrieving one study."""
+    return ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}"]
+
+
 def dataset_bytes(path: Path) -> bytes:
     """The data set bytes of a Part 10 file: everything after the File Meta group."""
     raw = path.read_bytes()

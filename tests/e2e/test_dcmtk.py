@@ -21,11 +21,13 @@ from tests.e2e.helpers import (
     final_counts,
     find,
     findscu,
+    getscu_command,
     modality_config,
     query,
     require_dcmtk,
     run,
     serve,
+    study_keys,
 )
 from tests.factories import make_image, make_radiograph, make_series, new_uid, write
 
@@ -142,9 +144,7 @@ def test_getscu_returns_the_bytes_sent(
     study = getattr(catalog, which)
     out = tmp_path / "got"
     out.mkdir()
-    args = _getscu(
-        tools, out, "+B", "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"
-    )
+    args = getscu_command(tools["getscu"], out, "+B", *study_keys(study))
     if which == "p2_study":
         args.append("+xr")
     result = run([*args, HOST, str(node.dimse_port)])
@@ -155,24 +155,6 @@ def test_getscu_returns_the_bytes_sent(
     for uid, path in expected.items():
         assert dataset_bytes(received[uid]) == dataset_bytes(path), f"{uid} differs"
     assert final_counts(result.stdout + result.stderr).get("Completed") == len(expected)
-
-
-def _getscu(tools: dict[str, str], out: Path, *options: str) -> list[str]:
-    """A getscu command line (study root, files into ``out``) before host and port."""
-    return [
-        tools["getscu"],
-        "-d",
-        "-S",
-        "-aet",
-        "E2E-GETSCU",
-        "-aec",
-        SERVER_AE,
-        "-to",
-        "20",
-        "-od",
-        str(out),
-        *options,
-    ]
 
 
 def _study_of(path: Path) -> str:
@@ -505,7 +487,7 @@ def test_getscu_series(
         "-k",
         f"SeriesInstanceUID={catalog.ct_series}",
     ]
-    result = run([*_getscu(tools, out, *keys), HOST, str(node.dimse_port)])
+    result = run([*getscu_command(tools["getscu"], out, *keys), HOST, str(node.dimse_port)])
     assert result.returncode == 0, result.stderr[-3000:]
     got = [dcmread(path) for path in out.iterdir()]
     assert len(got) == 3

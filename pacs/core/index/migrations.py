@@ -212,6 +212,124 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX modalities_ae_title ON modalities (ae_title)",
         ],
     ),
+    (
+        6,
+        "storage tiers: the tier of each instance, study access times, moves between tiers",
+        [
+            # every existing and newly ingested instance is on the hot tier by default:
+            # ingest writes nothing more than before
+            "ALTER TABLE instances ADD COLUMN tier TEXT NOT NULL DEFAULT 'hot'",
+            # NULL = never read since it arrived (the policy then uses updated_at)
+            "ALTER TABLE studies ADD COLUMN last_access {float}",
+            # one row per study to move; in_flight lists the copies of the batch under way
+            # (JSON), so a restart after a crash removes whichever copy is not indexed
+            """CREATE TABLE tier_moves (
+                study_uid TEXT PRIMARY KEY,
+                target TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                requested_at {float} NOT NULL,
+                attempts {big} NOT NULL,
+                next_attempt_at {float} NOT NULL,
+                last_error TEXT NOT NULL,
+                claimed_by TEXT NOT NULL,
+                in_flight TEXT NOT NULL)""",
+        ],
+    ),
+    (
+        7,
+        "deletions (audit, forever), the trash of deleted instances, legal holds",
+        [
+            """CREATE TABLE deletions (
+                pk {pk},
+                created_at {float} NOT NULL,
+                who TEXT NOT NULL,
+                door TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                level TEXT NOT NULL,
+                resource_uid TEXT NOT NULL,
+                public_id TEXT NOT NULL,
+                patient_id TEXT NOT NULL,
+                patient_name TEXT NOT NULL,
+                study_uids TEXT NOT NULL,
+                instances {big} NOT NULL,
+                bytes {big} NOT NULL,
+                labels TEXT NOT NULL,
+                state TEXT NOT NULL,
+                purge_after {float} NOT NULL,
+                purged_at {float},
+                restored_at {float},
+                restored_by TEXT NOT NULL,
+                restore_skipped {big} NOT NULL,
+                ai TEXT NOT NULL DEFAULT '{{}}')""",
+            "CREATE INDEX deletions_state ON deletions (state, purge_after)",
+            """CREATE TABLE deleted_instances (
+                pk {pk},
+                deletion_pk {big} NOT NULL REFERENCES deletions (pk),
+                sop_uid TEXT NOT NULL,
+                series_uid TEXT NOT NULL,
+                study_uid TEXT NOT NULL,
+                patient_id TEXT NOT NULL,
+                blob_key TEXT NOT NULL,
+                size {big} NOT NULL,
+                sha256 TEXT NOT NULL,
+                header {blob} NOT NULL,
+                origin TEXT NOT NULL,
+                received_at {float} NOT NULL,
+                note TEXT NOT NULL)""",
+            "CREATE INDEX deleted_instances_deletion ON deleted_instances (deletion_pk, pk)",
+            # orphan searches look trashed blobs up by key too
+            "CREATE INDEX deleted_instances_blob ON deleted_instances (blob_key)",
+            "CREATE INDEX deleted_instances_study ON deleted_instances (study_uid)",
+            """CREATE TABLE legal_holds (
+                pk {pk},
+                level TEXT NOT NULL,
+                uid TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                set_by TEXT NOT NULL,
+                set_at {float} NOT NULL,
+                cleared_by TEXT,
+                cleared_at {float},
+                clear_reason TEXT)""",
+            "CREATE UNIQUE INDEX legal_holds_active ON legal_holds (level, uid) "
+            "WHERE cleared_at IS NULL",
+        ],
+    ),
+    (
+        8,
+        "compressed tiers: each instance's size as received; the tier of trashed instances",
+        [
+            # NULL = the blob is the file as received; set when a tier's compression
+            # rewrote it (the size before, for the space saved)
+            "ALTER TABLE instances ADD COLUMN original_size {big}",
+            # where a trashed blob is, so a restore indexes it on its tier again
+            "ALTER TABLE deleted_instances ADD COLUMN tier TEXT NOT NULL DEFAULT 'hot'",
+            "ALTER TABLE deleted_instances ADD COLUMN original_size {big}",
+        ],
+    ),
+    (
+        9,
+        "jobs of the REST API (Orthanc's /jobs), kept across restarts",
+        [
+            # one row per job, written when it starts and when it ends; content is the
+            # job's JSON content; owner is the server process running it
+            # (hostname:pid:start:instance): at start-up a row still running whose owner
+            # is gone was interrupted
+            """CREATE TABLE jobs (
+                id TEXT PRIMARY KEY,
+                type TEXT NOT NULL,
+                state TEXT NOT NULL,
+                progress {big} NOT NULL,
+                content TEXT NOT NULL,
+                created_at {float} NOT NULL,
+                started_at {float} NOT NULL,
+                completed_at {float} NOT NULL,
+                error_code {big} NOT NULL,
+                error_description TEXT NOT NULL,
+                error_details TEXT NOT NULL,
+                owner TEXT NOT NULL DEFAULT '')""",
+            "CREATE INDEX jobs_created ON jobs (created_at)",
+        ],
+    ),
 ]
 
 

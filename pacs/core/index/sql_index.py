@@ -101,6 +101,23 @@ class SqlIndex:
                 results.append(result)
         return results
 
+    def restore_one(
+        self,
+        conn: Connection,
+        item: PendingAdd,
+        received_at: float,
+        tier: str = "hot",
+        original_size: int | None = None,
+    ) -> AddResult:
+        """Index an instance again from the trash (inside the caller's transaction), keeping
+        its blob, digest, origin, reception time, tier and size as received."""
+        result = self._add_one(conn, item)
+        conn.execute(
+            "UPDATE instances SET received_at = ?, tier = ?, original_size = ? WHERE sop_uid = ?",
+            (received_at, tier, original_size, item.summary.sop_uid),
+        )
+        return result
+
     def _add_one(self, conn: Connection, item: PendingAdd) -> AddResult:
         s = item.summary
         now = time.time()
@@ -142,7 +159,8 @@ class SqlIndex:
             conn.execute(
                 "UPDATE instances SET series_pk = ?, sop_class_uid = ?, instance_number = ?, "
                 "transfer_syntax = ?, number_of_frames = ?, blob_key = ?, size = ?, sha256 = ?, "
-                "header = ?, origin = ?, received_at = ?, public_id = ? WHERE pk = ?",
+                "header = ?, origin = ?, received_at = ?, public_id = ?, tier = 'hot', "
+                "original_size = NULL WHERE pk = ?",
                 (*values, pk),
             )
             changes.append(("UpdatedInstance", "IMAGE", s.sop_uid))
@@ -448,7 +466,7 @@ class SqlIndex:
             marks = ", ".join("?" * len(chunk))
             rows = self._read(
                 "SELECT i.sop_uid, i.sop_class_uid, se.series_uid, st.study_uid, "
-                "i.transfer_syntax, i.blob_key, i.size, i.sha256 FROM instances i "
+                "i.transfer_syntax, i.blob_key, i.size, i.sha256, i.tier FROM instances i "
                 "JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = se.study_pk "
                 f"WHERE {alias}.pk IN ({marks}) "
                 "ORDER BY st.pk, se.series_number, se.pk, i.instance_number, i.pk",
@@ -461,7 +479,7 @@ class SqlIndex:
         """Every instance of one series, in instance-number order (empty when unknown)."""
         rows = self._read(
             "SELECT i.sop_uid, i.sop_class_uid, se.series_uid, st.study_uid, i.transfer_syntax, "
-            "i.blob_key, i.size, i.sha256 FROM instances i "
+            "i.blob_key, i.size, i.sha256, i.tier FROM instances i "
             "JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = se.study_pk "
             "WHERE se.series_uid = ? ORDER BY i.instance_number, i.pk",
             (series_uid,),
@@ -483,7 +501,7 @@ class SqlIndex:
         """Where one instance is stored."""
         rows = self._read(
             "SELECT i.sop_uid, i.sop_class_uid, se.series_uid, st.study_uid, i.transfer_syntax, "
-            "i.blob_key, i.size, i.sha256 FROM instances i "
+            "i.blob_key, i.size, i.sha256, i.tier FROM instances i "
             "JOIN series se ON se.pk = i.series_pk JOIN studies st ON st.pk = se.study_pk "
             "WHERE i.sop_uid = ?",
             (sop_uid,),
