@@ -155,6 +155,17 @@ def main() -> None:
                     seconds, answer = _best(args.repeat, _caller(method, f"{url}{path}", body))
                     row[label] = {"seconds": round(seconds, 3), "results": len(answer)}
                 results[name] = row
+            # Orthanc 1.12.5's OrderBy: Debian's Orthanc 1.10.1 ignores it, so ours alone
+            newest = {
+                "Level": "Study",
+                "Query": {},
+                "OrderBy": [{"Type": "DicomTag", "Key": "StudyDate", "Direction": "DESC"}],
+                "Limit": 100,
+            }
+            seconds, answer = _best(args.repeat, _caller("POST", f"{ours}/tools/find", newest))
+            results["find_order_by_date_limit_100"] = {
+                "ours": {"seconds": round(seconds, 3), "results": len(answer)}
+            }
         finally:
             for process in (ours_process, orthanc_process):
                 process.terminate()

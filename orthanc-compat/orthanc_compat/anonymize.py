@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import logging
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,18 +23,19 @@ from aiohttp import web
 from pydicom import dcmread
 
 from orthanc_compat.errors import INTERNAL, OrthancError
+from orthanc_compat.jobs import Job, run_job, synchronous
 from orthanc_compat.keys import (
     ARCHIVE,
     LEVEL_OF_PATH,
     add_route,
     archive_of,
     json_body,
-    json_response,
+    requester,
     resource_id,
 )
 from orthanc_compat.modification import (
     Modification,
-    check_jobs_options,
+    check_unsupported_options,
     parse_anonymize,
     parse_modify,
 )
@@ -46,6 +49,7 @@ log = logging.getLogger("pacs.orthanc")
 
 _ANONYMIZED = re.compile(r"^Anonymized(\d+)$")
 WORKERS = 4  # instances rewritten at once by one request
+MODIFICATION_JOB = "ResourceModification"
 
 
 class NameSequence:
@@ -82,7 +86,7 @@ class NameSequence:
 NAMES = web.AppKey("orthanc_anonymized_names", NameSequence)
 
 
-def _instances(archive: Archive, level: Level, public_id: str) -> list[StoredInstance]:
+def instances_below(archive: Archive, level: Level, public_id: str) -> list[StoredInstance]:
     """Every instance below a resource (NotFound when there is no such resource)."""
     resource = archive.resources.get(level, public_id)
     if level == Level.PATIENT:  # instances_under starts at the study level
@@ -114,27 +118,52 @@ def _uid_at(summary: InstanceSummary, level: Level) -> str:
     )
 
 
-def run_on_resource(
-    archive: Archive, level: Level, public_id: str, modification: Modification, origin: str
-) -> dict[str, Any]:
-    """Rewrite and store every instance below the resource; Orthanc's answer."""
-    instances = _instances(archive, level, public_id)
-    sources = archive.resources.public_ids_of_uids(Level.IMAGE, [i.sop_uid for i in instances])
+Progress = Callable[[int, int], None]
 
-    def one(stored: StoredInstance) -> str | None:
-        """Rewrite and store one instance; its new identifier at ``level`` (None: failed)."""
+
+def _no_progress(done: int, total: int) -> None:
+    """Progress callback of work not run as a job."""
+
+
+def rewrite_all(
+    archive: Archive,
+    instances: list[StoredInstance],
+    modification: Modification,
+    origin: str,
+    progress: Progress = _no_progress,
+) -> list[InstanceSummary | None]:
+    """Rewrite and store each instance (a few at a time: their index writes share group
+    commits); each one's new summary, None where it failed. ``progress(done, total)`` is
+    called before each instance (a job pauses or stops there)."""
+    sources = archive.resources.public_ids_of_uids(Level.IMAGE, [i.sop_uid for i in instances])
+    counter = itertools.count()
+
+    def one(stored: StoredInstance) -> InstanceSummary | None:
+        progress(next(counter), len(instances))
         try:
             raw = rewrite(archive.read_instance(stored), modification)
-            result = archive.store(raw, f"{origin}:{sources.get(stored.sop_uid, '')}")
+            return archive.store(raw, f"{origin}:{sources.get(stored.sop_uid, '')}").summary
         except (PacsError, ValueError, OSError, KeyError) as exc:
             log.warning("%s of instance %s failed: %s", origin, stored.sop_uid, exc)
             return None
-        return _uid_at(result.summary, level)
 
-    # A few at a time: their index writes share group commits (one fsync for several).
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="orthanc-modify") as pool:
-        results = list(pool.map(one, instances))
-    done = [uid for uid in results if uid is not None]
+        return list(pool.map(one, instances))
+
+
+def run_on_resource(
+    archive: Archive,
+    level: Level,
+    public_id: str,
+    modification: Modification,
+    origin: str,
+    who: str = "system",
+    progress: Progress = _no_progress,
+) -> dict[str, Any]:
+    """Rewrite and store every instance below the resource; Orthanc's answer."""
+    instances = instances_below(archive, level, public_id)
+    results = rewrite_all(archive, instances, modification, origin, progress)
+    done = [_uid_at(summary, level) for summary in results if summary is not None]
     failed = len(results) - len(done)
     created = done[0] if done else None
     if created is None:
@@ -145,7 +174,7 @@ def run_on_resource(
         new if level == Level.PATIENT else archive.resources.ancestor(level, new.pk, Level.PATIENT)
     )
     if not modification.keep_source:
-        archive.delete(level, public_id)
+        archive.delete(level, public_id, who=who, door=origin, reason="source of a copy")
     return {
         "Description": "REST API",
         "FailedInstancesCount": failed,
@@ -165,27 +194,55 @@ def run_on_instance(archive: Archive, public_id: str, modification: Modification
     return rewrite(archive.read_instance(stored), modification)
 
 
+async def parse_body(
+    request: web.Request, anonymization: bool, level: Level
+) -> tuple[Modification, Any]:
+    """The request's options as a `Modification` (and the raw body)."""
+    body = await json_body(request) if await request.read() else None
+    if isinstance(body, dict):
+        check_unsupported_options(body)
+    if anonymization:  # the first name reads the index: off the event loop
+        names = request.app[NAMES]
+        return await asyncio.to_thread(parse_anonymize, body, names.next_name), body
+    return parse_modify(body, level), body
+
+
+def modification_origin(anonymization: bool) -> str:
+    """The origin recorded for instances an anonymization or modification writes."""
+    return "orthanc:anonymize" if anonymization else "orthanc:modify"
+
+
+def modification_content(anonymization: bool) -> dict[str, Any]:
+    """A ResourceModification job's ``Content`` before it runs (Orthanc's keys)."""
+    return {
+        "Description": "REST API",
+        "FailedInstancesCount": 0,
+        "InstancesCount": 0,
+        "IsAnonymization": anonymization,
+    }
+
+
 def _handler(anonymization: bool) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
         level = LEVEL_OF_PATH[request.match_info["level"]]
         public_id = resource_id(request)
-        body = await json_body(request) if await request.read() else None
-        if isinstance(body, dict):
-            check_jobs_options(body)
-        if anonymization:  # the first name reads the index: off the event loop
-            names = request.app[NAMES]
-            modification = await asyncio.to_thread(parse_anonymize, body, names.next_name)
-        else:
-            modification = parse_modify(body, level)
+        modification, body = await parse_body(request, anonymization, level)
         archive = archive_of(request)
         if level == Level.IMAGE:
             raw = await asyncio.to_thread(run_on_instance, archive, public_id, modification)
             return web.Response(body=raw, content_type="application/dicom")
-        origin = "orthanc:anonymize" if anonymization else "orthanc:modify"
-        answer = await asyncio.to_thread(
-            run_on_resource, archive, level, public_id, modification, origin
-        )
-        return json_response(answer)
+        await asyncio.to_thread(archive.resources.get, level, public_id)  # 404 before a job
+        origin = modification_origin(anonymization)
+        who = requester(request)
+        content = modification_content(anonymization)
+
+        def work(job: Job) -> None:
+            answer = run_on_resource(
+                archive, level, public_id, modification, origin, who, job.report
+            )
+            content.update(answer)
+
+        return await run_job(request, MODIFICATION_JOB, content, work, synchronous(body))
 
     return handler
 

@@ -10,10 +10,12 @@ from http import HTTPStatus
 from aiohttp import web
 
 from pacs.core.errors import (
+    Conflict,
     DuplicateInstance,
     InvalidDicom,
     InvalidQuery,
     NotFound,
+    OnLegalHold,
     OutOfResources,
     PacsError,
     RefusedInstance,
@@ -30,6 +32,7 @@ INTERNAL = (-1, "Internal error")
 NOT_IMPLEMENTED = (2, "Not implemented yet")
 PARAMETER_OUT_OF_RANGE = (3, "Parameter out of range")
 BAD_PARAMETER_TYPE = (5, "Bad type for a parameter")
+BAD_SEQUENCE = (6, "Bad sequence of calls")
 INEXISTENT_ITEM = (7, "Accessing an inexistent item")
 NETWORK_PROTOCOL = (9, "Error in the network protocol")
 BAD_REQUEST = (8, "Bad request")
@@ -63,7 +66,7 @@ def _from_core(exc: PacsError) -> OrthancError:
         return OrthancError(400, BAD_FILE_FORMAT, str(exc))
     if isinstance(exc, InvalidQuery):
         return OrthancError(400, BAD_REQUEST, str(exc))
-    if isinstance(exc, DuplicateInstance):
+    if isinstance(exc, DuplicateInstance | OnLegalHold | Conflict):
         return OrthancError(409, BAD_REQUEST, str(exc))
     if isinstance(exc, RefusedInstance):
         return OrthancError(400, BAD_FILE_FORMAT, str(exc))

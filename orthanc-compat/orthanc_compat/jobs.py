@@ -1,32 +1,49 @@
 """``/jobs``: a small in-process registry of long operations, each run in its own thread.
 
-Jobs live in memory (as Orthanc's do without ``SaveJobs``): a restart forgets them. The
-most recent 500 finished jobs are kept.
+Running jobs live in memory; each job's record (state, content, times, error) is also
+written to the index when it starts and when it ends (``pacs.core.index.job_records``), so
+finished jobs survive a restart, as Orthanc's with ``SaveJobs``; a job a restart interrupted
+comes back failed (Orthanc resumes it): only the records of this host's server processes
+that are gone (or other hosts' older than a day), so servers sharing one index leave each
+other's running jobs alone. The most recent 500 jobs are kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import tempfile
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from orthanc_compat.errors import INEXISTENT_ITEM, INTERNAL, OrthancError, _from_core
+from orthanc_compat.errors import (
+    BAD_SEQUENCE,
+    INEXISTENT_ITEM,
+    INTERNAL,
+    OrthancError,
+    _from_core,
+)
 from orthanc_compat.keys import add_route, flag, json_response
 from pacs.core.errors import PacsError
+from pacs.core.index.job_records import JobRecord, JobRecords
 
 log = logging.getLogger("pacs.orthanc")
 
 _KEPT = 500
+OUTPUT_TTL = 3600.0  # seconds a finished job's output file is kept
+SWEEP_SECONDS = 60.0
 CANCELED = (14, "Operation was canceled")
+INTERRUPTED = "interrupted by a server restart"
 
 
 def job_time(seconds: float) -> str:
@@ -55,16 +72,66 @@ class Job:
     http_status: int = 200
     cancel_event: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
+    may_run: threading.Event = field(default_factory=threading.Event)  # clear while paused
+    work: Work | None = field(default=None, repr=False)
+    outputs: dict[str, JobOutput] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.may_run.set()
 
     def report(self, done: int, total: int) -> None:
-        """Progress callback for the work: ``done`` of ``total`` (percent)."""
+        """Progress callback for the work: ``done`` of ``total`` (percent); it waits here
+        while the job is paused and raises `JobCanceled` once it is cancelled."""
         self.progress = 100 if total <= 0 else min(99, done * 100 // total)
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Wait while paused; raise `JobCanceled` when a cancellation was asked for."""
+        while not self.may_run.is_set() and not self.cancel_event.is_set():
+            self.state = "Paused"
+            self.may_run.wait(0.5)
         if self.cancel_event.is_set():
             raise JobCanceled()
+        if self.state == "Paused":
+            self.state = "Running"
 
     def cancelled(self) -> bool:
         """Whether a cancellation was asked for."""
         return self.cancel_event.is_set()
+
+    def record(self) -> JobRecord:
+        """What the index keeps of the job."""
+        return JobRecord(
+            id=self.id,
+            type=self.type,
+            state=self.state,
+            progress=self.progress,
+            content=self.content,
+            created_at=self.created,
+            started_at=self.started,
+            completed_at=self.completed,
+            error_code=self.error[0],
+            error_description=self.error[1],
+            error_details=self.error_details,
+        )
+
+    @classmethod
+    def restored(cls, record: JobRecord) -> Job:
+        """A finished job read back from the index (no work: it cannot run again)."""
+        job = cls(
+            record.type,
+            record.content,
+            id=record.id,
+            state=record.state,
+            progress=record.progress,
+            created=record.created_at,
+            started=record.started_at,
+            completed=record.completed_at,
+            error=(record.error_code, record.error_description),
+            error_details=record.error_details,
+        )
+        job.done.set()
+        return job
 
     def shape(self) -> dict[str, Any]:
         """The JSON of ``GET /jobs/{id}``."""
@@ -88,39 +155,108 @@ class Job:
         return dict(sorted(body.items()))
 
 
+@dataclass(frozen=True)
+class JobOutput:
+    """A file a job produced (``GET /jobs/{id}/{key}``), deleted with the job."""
+
+    path: Path
+    content_type: str
+    filename: str
+
+    def remove(self) -> None:
+        """Delete the file (gone already is fine)."""
+        self.path.unlink(missing_ok=True)
+
+
 Work = Callable[[Job], None]
 
 
 class JobRegistry:
-    """Start jobs in threads; list, read and cancel them."""
+    """Start jobs in threads; list, read and cancel them; keep their output files in
+    ``output_dir`` (emptied here at start-up: outputs do not outlive the server) for ``ttl``
+    seconds after the job ends, or until the job is deleted."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        output_dir: Path | None = None,
+        ttl: float = OUTPUT_TTL,
+        records: JobRecords | None = None,
+    ) -> None:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
+        self.ttl = ttl
+        self.records = records
+        if records is not None:
+            interrupted = records.fail_interrupted(INTERNAL, INTERRUPTED, time.time())
+            if interrupted:
+                log.warning("%d job(s) %s: marked failed", interrupted, INTERRUPTED)
+            for record in records.recent(_KEPT):
+                self._jobs[record.id] = Job.restored(record)
+        if output_dir is None:
+            output_dir = Path(tempfile.mkdtemp(prefix="orthanc-jobs-"))
+        self.output_dir = output_dir
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in output_dir.iterdir():  # outputs of a previous run
+            if leftover.is_file():
+                leftover.unlink(missing_ok=True)
+
+    def output_path(self, job: Job, key: str) -> Path:
+        """Where ``job`` writes its output ``key``."""
+        return self.output_dir / f"{job.id}-{key}"
+
+    def sweep(self, now: float | None = None) -> int:
+        """Delete the outputs of jobs ended more than ``ttl`` seconds ago; returns how many."""
+        now = time.time() if now is None else now
+        removed = 0
+        for job in self.all():
+            if job.done.is_set() and job.outputs and now - job.completed > self.ttl:
+                outputs, job.outputs = job.outputs, {}
+                for output in outputs.values():
+                    output.remove()
+                    removed += 1
+        return removed
 
     def submit(self, job_type: str, content: dict[str, Any], work: Work) -> Job:
         """Register a job and start ``work(job)`` in a thread (it may update ``content``)."""
-        job = Job(job_type, content)
+        job = Job(job_type, content, work=work)
         with self._lock:
             self._jobs[job.id] = job
-            self._trim()
-        threading.Thread(
-            target=self._run, args=(job, work), name=f"job-{job.id[:8]}", daemon=True
-        ).start()
+            trimmed = self._trim()
+        if trimmed and self.records is not None:
+            self.records.delete(trimmed)
+        self._start(job)
         return job
 
-    def _trim(self) -> None:
-        finished = [j.id for j in self._jobs.values() if j.done.is_set()]
-        for job_id in finished[: max(0, len(self._jobs) - _KEPT)]:
-            del self._jobs[job_id]
-
-    @staticmethod
-    def _run(job: Job, work: Work) -> None:
-        job.state, job.started = "Running", time.time()
+    def _save(self, job: Job) -> None:
+        """Write the job's record (a failure is logged: the job goes on in memory)."""
+        if self.records is None:
+            return
         try:
-            if job.cancelled():
-                raise JobCanceled()
-            work(job)
+            self.records.save(job.record())
+        except Exception:
+            log.exception("could not save the record of job %s", job.id)
+
+    def _start(self, job: Job) -> None:
+        threading.Thread(
+            target=self._run, args=(job,), name=f"job-{job.id[:8]}", daemon=True
+        ).start()
+
+    def _trim(self) -> list[str]:
+        """Forget the oldest finished jobs beyond the number kept; returns their ids."""
+        finished = [j.id for j in self._jobs.values() if j.done.is_set()]
+        trimmed = finished[: max(0, len(self._jobs) - _KEPT)]
+        for job_id in trimmed:
+            for output in self._jobs.pop(job_id).outputs.values():
+                output.remove()
+        return trimmed
+
+    def _run(self, job: Job) -> None:
+        job.state, job.started = "Running", time.time()
+        self._save(job)
+        try:
+            job.checkpoint()
+            if job.work is not None:
+                job.work(job)
             job.state, job.progress = "Success", 100
         except JobCanceled:
             job.state, job.error = "Failure", CANCELED
@@ -145,6 +281,7 @@ class JobRegistry:
             job.http_status = 500
         finally:
             job.completed = time.time()
+            self._save(job)
             job.done.set()
         if job.state == "Failure":
             log.warning(
@@ -163,6 +300,35 @@ class JobRegistry:
         """Every job kept, oldest first."""
         with self._lock:
             return list(self._jobs.values())
+
+    def resubmit(self, job: Job) -> None:
+        """Run a failed job again from the start (Orthanc: only a failed job)."""
+        with self._lock:
+            if job.state != "Failure" or not job.done.is_set():
+                raise OrthancError(400, BAD_SEQUENCE, "only a failed job can be resubmitted")
+            if job.work is None:
+                raise OrthancError(
+                    400, BAD_SEQUENCE, "a job from before the server restarted cannot run again"
+                )
+            job.done.clear()
+            job.cancel_event.clear()
+            job.may_run.set()
+            job.state, job.progress, job.completed = "Pending", 0, 0.0
+            job.error, job.error_details, job.http_status = (0, "Success"), "", 200
+        self._start(job)
+
+    def delete(self, job: Job) -> None:
+        """Forget a finished job and delete its outputs (Orthanc 1.12)."""
+        with self._lock:
+            if not job.done.is_set():
+                raise OrthancError(
+                    400, BAD_SEQUENCE, "a job must be finished (or cancelled) to be deleted"
+                )
+            self._jobs.pop(job.id, None)
+        for output in job.outputs.values():
+            output.remove()
+        if self.records is not None:
+            self.records.delete([job.id])
 
 
 JOBS = web.AppKey("orthanc_jobs", JobRegistry)
@@ -207,16 +373,93 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def cancel_job(request: web.Request) -> web.Response:
-    """``POST /jobs/{id}/cancel``: a pending or running job stops at its next step and
-    fails as canceled; a finished one is left as it is."""
+    """``POST /jobs/{id}/cancel``: a pending, running or paused job stops at its next step
+    and fails as canceled; a finished one is left as it is."""
     job = request.app[JOBS].get(request.match_info["id"])
     job.cancel_event.set()
     return json_response({})
 
 
-def add_routes(app: web.Application) -> None:
-    """The ``/jobs`` routes and their registry."""
-    app[JOBS] = JobRegistry()
+async def pause_job(request: web.Request) -> web.Response:
+    """``POST /jobs/{id}/pause``: the job waits at its next step (``Paused``) until resumed;
+    a finished one is left as it is (as Orthanc)."""
+    job = request.app[JOBS].get(request.match_info["id"])
+    if not job.done.is_set():
+        job.may_run.clear()
+        job.state = "Paused"
+    return json_response({})
+
+
+async def resume_job(request: web.Request) -> web.Response:
+    """``POST /jobs/{id}/resume``: a paused job goes on (400 for a job not paused)."""
+    job = request.app[JOBS].get(request.match_info["id"])
+    if job.may_run.is_set() or job.done.is_set():
+        raise OrthancError(400, BAD_SEQUENCE, "the job is not paused")
+    job.may_run.set()
+    if job.state == "Paused":
+        job.state = "Running" if job.started else "Pending"
+    return json_response({})
+
+
+async def resubmit_job(request: web.Request) -> web.Response:
+    """``POST /jobs/{id}/resubmit``: run a failed job again."""
+    jobs = request.app[JOBS]
+    jobs.resubmit(jobs.get(request.match_info["id"]))
+    return json_response({})
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    """``DELETE /jobs/{id}``: forget a finished job and its outputs (Orthanc 1.12)."""
+    jobs = request.app[JOBS]
+    jobs.delete(jobs.get(request.match_info["id"]))
+    return json_response({})
+
+
+async def job_output(request: web.Request) -> web.StreamResponse:
+    """``GET /jobs/{id}/{key}``: a file the job produced (``archive`` of an archive job)."""
+    job = request.app[JOBS].get(request.match_info["id"])
+    output = job.outputs.get(request.match_info["key"])
+    if output is None or not output.path.exists():
+        raise OrthancError(404, INEXISTENT_ITEM, f"no output {request.match_info['key']!r}")
+    return web.FileResponse(
+        output.path,
+        headers={
+            "Content-Type": output.content_type,
+            "Content-Disposition": f'attachment; filename="{output.filename}"',
+        },
+    )
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Delete expired job outputs once a minute while the server runs."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            try:
+                await asyncio.to_thread(app[JOBS].sweep)
+            except Exception:
+                log.exception("deleting expired job outputs failed")
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def add_routes(
+    app: web.Application, output_dir: Path | None = None, records: JobRecords | None = None
+) -> None:
+    """The ``/jobs`` routes and their registry (outputs in ``output_dir``, a fresh temporary
+    folder when None; records kept in ``records``, none when None)."""
+    app[JOBS] = JobRegistry(output_dir, records=records)
+    app.cleanup_ctx.append(_sweeper)
     add_route(app, "GET", "/jobs", list_jobs)
     add_route(app, "GET", "/jobs/{id}", get_job)
+    add_route(app, "DELETE", "/jobs/{id}", delete_job)
     add_route(app, "POST", "/jobs/{id}/cancel", cancel_job)
+    add_route(app, "POST", "/jobs/{id}/pause", pause_job)
+    add_route(app, "POST", "/jobs/{id}/resume", resume_job)
+    add_route(app, "POST", "/jobs/{id}/resubmit", resubmit_job)
+    add_route(app, "GET", "/jobs/{id}/{key}", job_output)

@@ -11,6 +11,7 @@ from aiohttp import web
 from orthanc_compat.errors import BAD_REQUEST, UNKNOWN_RESOURCE, OrthancError
 from pacs.core.archive import Archive
 from pacs.core.model import Level
+from pacs.core.runtime_settings import RuntimeSettings
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,12 @@ class SystemInfo:
     dicom_aet: str = "PACS"
     dicom_port: int = 11112
     http_port: int = 8042
+    log_level: str = "INFO"  # the configured level, what /tools/log-level "default" restores
 
 
 ARCHIVE = web.AppKey("orthanc_archive", Archive)
 SYSTEM = web.AppKey("orthanc_system", SystemInfo)
+RUNTIME = web.AppKey("orthanc_runtime", RuntimeSettings)
 
 LEVEL_OF_PATH: dict[str, Level] = {
     "patients": Level.PATIENT,
@@ -32,6 +35,12 @@ LEVEL_OF_PATH: dict[str, Level] = {
     "series": Level.SERIES,
     "instances": Level.IMAGE,
 }
+
+
+def requester(request: web.Request) -> str:
+    """Who asks: the authenticated user, else ``anonymous@<address>`` (for the audit)."""
+    user = request.get("pacs.user")
+    return str(user) if user else f"anonymous@{request.remote}"
 
 
 def archive_of(request: web.Request) -> Archive:

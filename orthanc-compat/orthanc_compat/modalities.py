@@ -61,7 +61,7 @@ _MANUFACTURERS = (
     "EFilm2",
     "Siemens",
 )
-_OPERATIONS = ["configuration", "echo", "move", "query", "store"]
+_OPERATIONS = ["configuration", "echo", "get", "move", "query", "store"]
 
 
 def configuration(modality: RemoteModality) -> dict[str, Any]:
@@ -339,6 +339,32 @@ async def move(request: web.Request) -> web.Response:
     return json_response({}) if wait else response
 
 
+async def get(request: web.Request) -> web.Response:
+    """``POST /modalities/{name}/get``: C-GET from the remote into this archive, a
+    ``DicomGetScu`` job; synchronous (answering the job's content) unless
+    ``"Asynchronous": true``; with ``"Permissive": true`` a failed resource does not fail
+    the job."""
+    modality = await asyncio.to_thread(modality_of, request)
+    body = await body_json(request)
+    identifiers = move_identifiers(body)
+    modality = with_options(modality, body)
+    forwarder = forwarder_of(request)
+    content = move_content(request, modality, identifiers)
+    permissive = bool(body.get("Permissive"))
+
+    def work(job: Job) -> None:
+        for number, identifier in enumerate(identifiers):
+            job.checkpoint()
+            try:
+                forwarder.get(modality, identifier)
+            except RemoteFailure:
+                if not permissive:
+                    raise
+            job.report(number + 1, len(identifiers))
+
+    return await run_job(request, "DicomGetScu", content, work, synchronous(body))
+
+
 def move_content(
     request: web.Request, modality: RemoteModality, identifiers: list[Dataset]
 ) -> dict[str, Any]:
@@ -363,3 +389,4 @@ def add_routes(app: web.Application, forwarder: Forwarder | None) -> None:
     add_route(app, "POST", "/modalities/{name}/echo", echo)
     add_route(app, "POST", "/modalities/{name}/store", store)
     add_route(app, "POST", "/modalities/{name}/move", move)
+    add_route(app, "POST", "/modalities/{name}/get", get)

@@ -86,15 +86,11 @@ def _need_force(paths: list[TagPath], operation: str, force: bool) -> None:
             )
 
 
-def check_jobs_options(body: dict[str, Any]) -> None:
-    """Jobs are not served here: only synchronous requests (400 otherwise)."""
-    if _boolean(body, "Asynchronous", False) or not _boolean(body, "Synchronous", True):
-        raise OrthancError(
-            400,
-            BAD_REQUEST,
-            "asynchronous modification (jobs) is not supported: send the request without "
-            '"Asynchronous" to get the result synchronously',
-        )
+def check_unsupported_options(body: dict[str, Any]) -> None:
+    """Options not served here (400): ``Transcode``; ``Asynchronous``/``Synchronous`` must
+    be booleans."""
+    _boolean(body, "Asynchronous", False)
+    _boolean(body, "Synchronous", True)
     if "Transcode" in body:
         raise OrthancError(400, BAD_REQUEST, '"Transcode" is not supported')
 

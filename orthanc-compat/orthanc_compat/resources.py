@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from orthanc_compat.errors import BAD_REQUEST, OrthancError
+from orthanc_compat.find_options import parse_requested_tags, with_requested_tags
 from orthanc_compat.keys import (
     LEVEL_OF_PATH,
     add_route,
@@ -16,9 +17,11 @@ from orthanc_compat.keys import (
     flag,
     int_arg,
     json_response,
+    requester,
     resource_id,
 )
 from orthanc_compat.shapes import PATH_NAME, TYPE_NAME, ShapeBuilder
+from orthanc_compat.tools import keyword_of
 from pacs.core.archive import Archive
 from pacs.core.index.resources import Resource
 from pacs.core.model import Level
@@ -28,11 +31,29 @@ def _level(request: web.Request) -> Level:
     return LEVEL_OF_PATH[request.match_info["level"]]
 
 
-def _list(archive: Archive, level: Level, expand: bool, since: int, limit: int) -> list[Any]:
+def _requested(request: web.Request) -> tuple[str, ...]:
+    """The ``requestedTags`` argument (``StudyDate;0010,0020``), as keywords."""
+    return parse_requested_tags(request.query.get("requestedTags"), keyword_of)
+
+
+def _expand(
+    archive: Archive, resources: list[Resource], requested: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    shaped = ShapeBuilder(archive).expand(resources)
+    return with_requested_tags(archive, resources, shaped, requested)
+
+
+def _list(
+    archive: Archive,
+    level: Level,
+    expand: bool,
+    since: int,
+    limit: int,
+    requested: tuple[str, ...],
+) -> list[Any]:
     if not expand:
         return list(archive.resources.public_ids(level, since, limit))
-    resources = archive.resources.page(level, since, limit)
-    return ShapeBuilder(archive).expand(resources)
+    return _expand(archive, archive.resources.page(level, since, limit), requested)
 
 
 async def list_resources(request: web.Request) -> web.Response:
@@ -41,8 +62,9 @@ async def list_resources(request: web.Request) -> web.Response:
     since, limit = int_arg(request, "since"), int_arg(request, "limit")
     if "since" in request.query and "limit" not in request.query:
         raise OrthancError(400, BAD_REQUEST, 'Missing "limit" argument')
+    expand, requested = flag(request, "expand"), _requested(request)
     body = await asyncio.to_thread(
-        _list, archive_of(request), level, flag(request, "expand"), since, limit
+        _list, archive_of(request), level, expand, since, limit, requested
     )
     return json_response(body)
 
@@ -52,25 +74,29 @@ def one_resource(archive: Archive, level: Level, public_id: str) -> Resource:
     return archive.resources.get(level, public_id)
 
 
-def _expand_one(archive: Archive, level: Level, public_id: str) -> dict[str, Any]:
-    resource = one_resource(archive, level, public_id)
-    return ShapeBuilder(archive).expand([resource])[0]
+def _expand_one(
+    archive: Archive, level: Level, public_id: str, requested: tuple[str, ...]
+) -> dict[str, Any]:
+    return _expand(archive, [one_resource(archive, level, public_id)], requested)[0]
 
 
 async def get_resource(request: web.Request) -> web.Response:
     """``GET /{level}/{id}``."""
     body = await asyncio.to_thread(
-        _expand_one, archive_of(request), _level(request), resource_id(request)
+        _expand_one, archive_of(request), _level(request), resource_id(request), _requested(request)
     )
     return json_response(body)
 
 
-def _related(archive: Archive, level: Level, public_id: str, target: Level) -> Any:
+def _related(
+    archive: Archive, level: Level, public_id: str, target: Level, requested: tuple[str, ...]
+) -> Any:
     resource = one_resource(archive, level, public_id)
-    builder = ShapeBuilder(archive)
     if target > level:
-        return builder.expand(archive.resources.descendants(level, resource.pk, target))
-    return builder.expand([archive.resources.ancestor(level, resource.pk, target)])[0]
+        return _expand(
+            archive, archive.resources.descendants(level, resource.pk, target), requested
+        )
+    return _expand(archive, [archive.resources.ancestor(level, resource.pk, target)], requested)[0]
 
 
 def related_handler(target: Level) -> Any:
@@ -78,15 +104,20 @@ def related_handler(target: Level) -> Any:
 
     async def handler(request: web.Request) -> web.Response:
         body = await asyncio.to_thread(
-            _related, archive_of(request), _level(request), resource_id(request), target
+            _related,
+            archive_of(request),
+            _level(request),
+            resource_id(request),
+            target,
+            _requested(request),
         )
         return json_response(body)
 
     return handler
 
 
-def _delete(archive: Archive, level: Level, public_id: str) -> dict[str, Any]:
-    deletion = archive.delete(level, public_id)
+def _delete(archive: Archive, level: Level, public_id: str, who: str) -> dict[str, Any]:
+    deletion = archive.delete(level, public_id, who=who, door="orthanc-api")
     if deletion.remaining is None:
         return {"RemainingAncestor": None}
     parent_level, parent_id = deletion.remaining
@@ -100,9 +131,10 @@ def _delete(archive: Archive, level: Level, public_id: str) -> dict[str, Any]:
 
 
 async def delete_resource(request: web.Request) -> web.Response:
-    """``DELETE /{level}/{id}``: the resource, everything below it, and emptied parents."""
+    """``DELETE /{level}/{id}``: the resource, everything below it, and emptied parents
+    (into the trash, restorable during the grace period; 409 when under legal hold)."""
     body = await asyncio.to_thread(
-        _delete, archive_of(request), _level(request), resource_id(request)
+        _delete, archive_of(request), _level(request), resource_id(request), requester(request)
     )
     return json_response(body)
 

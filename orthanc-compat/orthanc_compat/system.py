@@ -28,16 +28,21 @@ CHANGE_LEVELS = {"PATIENT": Level.PATIENT, "STUDY": Level.STUDY, "SERIES": Level
 
 
 async def system(request: web.Request) -> web.Response:
-    """``GET /system``: reports the API of Orthanc 1.10.1."""
+    """``GET /system``: reports the API of Orthanc 1.10.1, with the keys of later versions
+    that clients read to gate features we serve ahead of it (``HasLabels``: labels, 1.12.0;
+    ``Capabilities.HasExtendedFind``: ``OrderBy``/``ResponseContent`` in ``/tools/find``,
+    1.12.5; ``HasExtendedChanges``: ``/changes`` filters, not served)."""
     info = request.app[SYSTEM]
     return json_response(
         {
             "ApiVersion": API_VERSION,
+            "Capabilities": {"HasExtendedChanges": False, "HasExtendedFind": True},
             "CheckRevisions": False,
             "DatabaseBackendPlugin": None,
             "DatabaseVersion": DATABASE_VERSION,
             "DicomAet": info.dicom_aet,
             "DicomPort": info.dicom_port,
+            "HasLabels": True,
             "HttpPort": info.http_port,
             "IsHttpServerSecure": False,
             "Name": info.name,
@@ -66,8 +71,12 @@ def orthanc_statistics(counts: dict[str, int]) -> dict[str, Any]:
 
 async def statistics(request: web.Request) -> web.Response:
     """``GET /statistics``: Orthanc's shape, with the server's own counters merged in."""
-    counts = await asyncio.to_thread(archive_of(request).statistics)
-    return json_response(orthanc_statistics(counts))
+    archive = archive_of(request)
+    counts = await asyncio.to_thread(archive.statistics)
+    body = orthanc_statistics(counts)
+    if archive.tiers is not None:  # storage tiers configured: their figures in a key of ours
+        body["StorageTiers"] = (await asyncio.to_thread(archive.storage_status))["tiers"]
+    return json_response(body)
 
 
 def _changes(archive: Archive, since: int, limit: int, last: bool) -> dict[str, Any]:

@@ -16,16 +16,25 @@ from orthanc_compat.errors import (
     UNKNOWN_DICOM_TAG,
     OrthancError,
 )
+from orthanc_compat.find_options import (
+    OrderKey,
+    order_records,
+    parse_order_by,
+    parse_parents,
+    parse_response_content,
+    shape_content,
+    tag_values,
+    under_parents,
+)
 from orthanc_compat.keys import add_route, archive_of, json_body, json_response
+from orthanc_compat.metadata import metadata_of
 from orthanc_compat.shapes import PATH_NAME, TYPE_NAME, ShapeBuilder
-from orthanc_compat.text import element_text
-from pacs.core.answer import Answer
 from pacs.core.archive import Archive
 from pacs.core.index.labels import Constraint, check_label
 from pacs.core.index.sql_index import Record
 from pacs.core.model import INDEXED, Level, MatchKind
 from pacs.core.query import Query, kind_for_vr
-from pacs.core.responses import build_answers, filter_records
+from pacs.core.responses import filter_records
 
 LEVELS = {
     "patient": Level.PATIENT,
@@ -46,6 +55,9 @@ class FindRequest:
     requested_tags: tuple[str, ...]
     labels: tuple[str, ...] = ()
     labels_constraint: Constraint = "All"
+    order_by: tuple[OrderKey, ...] = ()
+    response_content: tuple[str, ...] | None = None
+    parents: tuple[tuple[Level, str], ...] = ()
 
 
 def keyword_of(name: str) -> str:
@@ -94,8 +106,6 @@ def parse_find(body: Any) -> FindRequest:
         filters[keyword] = text
         if keyword not in INDEXED:
             kinds[keyword] = kind_for_vr(str(dictionary_VR(keyword)))
-    if body.get("OrderBy"):  # sent empty by some clients
-        raise OrthancError(400, BAD_REQUEST, '"OrderBy" is not supported yet')
     labels = body.get("Labels", [])
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
         raise OrthancError(400, BAD_REQUEST, '"Labels" must be a list of strings')
@@ -124,6 +134,9 @@ def parse_find(body: Any) -> FindRequest:
         tuple(keyword_of(t) for t in requested),
         tuple(check_label(label) for label in labels),
         constraint,
+        parse_order_by(body.get("OrderBy"), keyword_of),
+        parse_response_content(body.get("ResponseContent")),
+        parse_parents(body, level),
     )
 
 
@@ -148,15 +161,20 @@ def _case_sensitive_names(find: FindRequest, records: list[Record]) -> list[Reco
     ]
 
 
-def _answer_values(answer: Answer, keywords: tuple[str, ...]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for keyword in keywords:
-        tag = tag_for_keyword(keyword)
-        value = answer.get(int(tag)) if tag is not None else None
-        if hasattr(value, "value"):
-            value = getattr(value, "value", None)
-        values[keyword] = element_text(value) if value is not None else ""
-    return values
+def _narrowed(archive: Archive, find: FindRequest, records: list[Record]) -> list[Record]:
+    """Filters and ordering done here, then the page (``Since``, ``Limit``)."""
+    level = find.query.level
+    if find.case_sensitive:
+        records = _case_sensitive_names(find, records)
+    if find.parents:
+        records = under_parents(archive, records, find.parents)
+    if find.labels:
+        by_pk = {r.pks[level]: r for r in records}
+        kept = archive.labels.select(level, list(by_pk), find.labels, find.labels_constraint)
+        records = [by_pk[pk] for pk in kept]
+    records = order_records(archive, find.query, records, find.order_by)
+    end = find.query.offset + find.query.limit if find.query.limit else None
+    return records[find.query.offset : end]
 
 
 def run_find(archive: Archive, find: FindRequest) -> list[Any]:
@@ -165,31 +183,33 @@ def run_find(archive: Archive, find: FindRequest) -> list[Any]:
     narrow = find.case_sensitive and any(
         k in INDEXED and INDEXED[k].kind == "pn" for k in query.filters
     )
-    narrow |= bool(find.labels)
+    narrow |= bool(find.labels or find.order_by or find.parents)
     if narrow:  # page after the narrowing done here
         query = replace(query, limit=0, offset=0)
     records, python_filters = archive.index.find(query)
     records = filter_records(archive.index, query, records, python_filters)
     level = query.level
     if narrow:
-        if find.case_sensitive:
-            records = _case_sensitive_names(find, records)
-        if find.labels:
-            by_pk = {r.pks[level]: r for r in records}
-            kept = archive.labels.select(level, list(by_pk), find.labels, find.labels_constraint)
-            records = [by_pk[pk] for pk in kept]
-        end = find.query.offset + find.query.limit if find.query.limit else None
-        records = records[find.query.offset : end]
+        records = _narrowed(archive, find, records)
     pks = [r.pks[level] for r in records]
-    if not find.expand:
+    if not find.expand and find.response_content is None:
         return archive.resources.public_ids_of_pks(level, pks)
     resources = archive.resources.by_pks(level, pks)
     shaped = ShapeBuilder(archive).expand(resources)
     if find.requested_tags:
-        asked = replace(query, return_keys=find.requested_tags, limit=0, offset=0)
-        answers = build_answers(archive.index, asked, records, {})
-        for body, answer in zip(shaped, answers, strict=True):
-            body["RequestedTags"] = _answer_values(answer, find.requested_tags)
+        values = tag_values(archive, query, records, find.requested_tags)
+        for body, tags in zip(shaped, values, strict=True):
+            body["RequestedTags"] = tags
+    if find.response_content is not None:
+        content = find.response_content
+        for body, resource in zip(shaped, resources, strict=True):
+            if "Labels" in content:
+                body["Labels"] = archive.labels.labels(level, resource.pk)
+            if "Metadata" in content:
+                body["Metadata"] = metadata_of(resource)
+            if "IsProtected" in content:
+                body["IsProtected"] = False
+        shaped = [dict(sorted(shape_content(b, content).items())) for b in shaped]
     return shaped
 
 

@@ -13,12 +13,12 @@ import queue
 import re
 import threading
 import zipfile
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
-from orthanc_compat.errors import BAD_REQUEST, OrthancError
-from orthanc_compat.keys import LEVEL_OF_PATH, add_route, archive_of, json_body, resource_id
+from orthanc_compat.keys import LEVEL_OF_PATH, add_route, archive_of, resource_id
 from pacs.core.archive import Archive
 from pacs.core.errors import NotFound
 from pacs.core.index.resources import Resource
@@ -73,7 +73,7 @@ def _clean(text: Any) -> str:
     return _UNSAFE.sub("_", str(text or "")).strip() or "unknown"
 
 
-def _instances_and_series(
+def instances_and_series(
     archive: Archive, level: Level, resource: Resource
 ) -> tuple[list[StoredInstance], list[Resource]]:
     """The instances below a resource (in sending order) and the series they belong to."""
@@ -91,7 +91,7 @@ def _instances_and_series(
     return instances, series
 
 
-def _entries(
+def archive_entries(
     archive: Archive, targets: list[tuple[Level, Resource]]
 ) -> list[tuple[str, StoredInstance]]:
     """(name in the ZIP, instance) in Orthanc's layout: patient / study / series / file;
@@ -101,7 +101,7 @@ def _entries(
     counters: dict[str, int] = {}
     seen: set[str] = set()
     for level, resource in targets:
-        instances, series_rows = _instances_and_series(archive, level, resource)
+        instances, series_rows = instances_and_series(archive, level, resource)
         series_by_uid = {str(s.values["SeriesInstanceUID"]): s for s in series_rows}
         for stored in instances:
             series = series_by_uid.get(stored.series_uid)
@@ -126,23 +126,44 @@ def _entries(
     return names
 
 
+def write_entries(
+    archive: Archive,
+    entries: Sequence[tuple[str, StoredInstance | bytes]],
+    target: Any,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write the ZIP of ``entries`` into ``target`` (a writable binary file, seekable or not),
+    a chunk at a time; ``progress(n)`` after each entry (it may raise to stop). Returns the
+    bytes of the stored instances written (uncompressed size, the small files made here left
+    out, as Orthanc counts)."""
+    written = 0
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as bundle:
+        for done, (name, stored) in enumerate(entries, 1):
+            if isinstance(stored, bytes):  # a small file made here (a DICOMDIR)
+                bundle.writestr(name, stored)
+            else:
+                with (
+                    archive.open_instance(stored) as source,
+                    bundle.open(name, "w", force_zip64=True) as out,
+                ):
+                    while block := source.read(CHUNK):
+                        out.write(block)
+                        written += len(block)
+            if progress is not None:
+                progress(done)
+    return written
+
+
 def write_zip(
     archive: Archive,
-    entries: list[tuple[str, StoredInstance]],
+    entries: Sequence[tuple[str, StoredInstance | bytes]],
     chunks: queue.Queue[Any],
     cancelled: threading.Event,
 ) -> None:
     """Write the ZIP into the queue (run in a thread); the last item is ``_DONE`` or an error."""
     try:
         writer = _QueueWriter(chunks, cancelled)
-        with zipfile.ZipFile(writer, "w", compression=zipfile.ZIP_STORED) as bundle:  # type: ignore[arg-type]
-            for name, stored in entries:
-                with (
-                    archive.open_instance(stored) as source,
-                    bundle.open(name, "w", force_zip64=True) as target,
-                ):
-                    while block := source.read(CHUNK):
-                        target.write(block)
+        write_entries(archive, entries, writer)
         writer.flush()
         chunks.put(_DONE)
     except Exception as exc:  # reported to the response, which aborts the transfer
@@ -157,11 +178,11 @@ async def get_archive(request: web.Request) -> web.StreamResponse:
     level = LEVEL_OF_PATH[request.match_info["level"]]
     public_id = resource_id(request)
     resource = await asyncio.to_thread(archive.resources.get, level, public_id)
-    entries = await asyncio.to_thread(_entries, archive, [(level, resource)])
-    return await _stream(request, archive, entries, f"{public_id}.zip")
+    entries = await asyncio.to_thread(archive_entries, archive, [(level, resource)])
+    return await stream_zip(request, archive, entries, f"{public_id}.zip")
 
 
-def _find_any_level(archive: Archive, public_ids: list[str]) -> list[tuple[Level, Resource]]:
+def find_any_level(archive: Archive, public_ids: list[str]) -> list[tuple[Level, Resource]]:
     """Each id as a resource of whatever level has it (NotFound for an unknown one)."""
     found = []
     for public_id in public_ids:
@@ -176,26 +197,10 @@ def _find_any_level(archive: Archive, public_ids: list[str]) -> list[tuple[Level
     return found
 
 
-async def create_archive(request: web.Request) -> web.StreamResponse:
-    """``POST /tools/create-archive``: ``["id", ...]`` or ``{"Resources": [...]}``, any levels,
-    answered synchronously."""
-    body = await json_body(request)
-    if isinstance(body, dict):
-        if body.get("Asynchronous"):
-            raise OrthancError(400, BAD_REQUEST, "jobs are not supported: omit Asynchronous")
-        body = body.get("Resources")
-    if not isinstance(body, list) or not body or not all(isinstance(i, str) for i in body):
-        raise OrthancError(400, BAD_REQUEST, "expected a list of resource ids")
-    archive = archive_of(request)
-    targets = await asyncio.to_thread(_find_any_level, archive, body)
-    entries = await asyncio.to_thread(_entries, archive, targets)
-    return await _stream(request, archive, entries, "Archive.zip")
-
-
-async def _stream(
+async def stream_zip(
     request: web.Request,
     archive: Archive,
-    entries: list[tuple[str, StoredInstance]],
+    entries: Sequence[tuple[str, StoredInstance | bytes]],
     filename: str,
 ) -> web.StreamResponse:
     """Send the ZIP of ``entries`` as it is written."""
@@ -237,4 +242,3 @@ async def _stream(
 def add_routes(app: web.Application) -> None:
     """Register the archive routes."""
     add_route(app, "GET", "/{level:patients|studies|series}/{id}/archive", get_archive)
-    add_route(app, "POST", "/tools/create-archive", create_archive)

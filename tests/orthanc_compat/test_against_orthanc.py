@@ -51,7 +51,20 @@ def _data() -> list[Dataset]:
     item.CodeMeaning = "thing"
     other.ProcedureCodeSequence = Sequence([item])
     other.ImageComments = "x" * 300  # longer than Orthanc's 256: "TooLong"
-    return [*ct, other]
+    volume = [  # positions out of instance-number order: ordered-slices sorts by position
+        make_image(
+            patient_id="PAT003",
+            study_uid="1.2.3.7",
+            series_uid="1.2.3.7.1",
+            instance_number=number,
+            rows=4,
+            columns=4,
+            ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+            ImagePositionPatient=[0, 0, z],
+        )
+        for number, z in ((1, 10.0), (2, 0.0), (3, 5.0))
+    ]
+    return [*ct, other, *volume]
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +241,25 @@ def test_shared_tags(servers: tuple[str, str]) -> None:
             for query in ("", "?simplify"):
                 theirs, mine = _both(servers, f"/{level}/{public_id}/shared-tags{query}")
                 assert mine == theirs, (level, query, set(theirs) ^ set(mine))
+
+
+def test_modules(servers: tuple[str, str]) -> None:
+    orthanc, _ = servers
+    for level in ("patients", "studies", "series", "instances"):
+        for public_id in requests.get(f"{orthanc}/{level}", timeout=30).json():
+            for query in ("", "?simplify", "?short"):
+                theirs, mine = _both(servers, f"/{level}/{public_id}/module{query}")
+                assert mine == theirs, (level, query)
+    for study in requests.get(f"{orthanc}/studies", timeout=30).json():
+        theirs, mine = _both(servers, f"/studies/{study}/module-patient?simplify")
+        assert mine == theirs
+
+
+def test_ordered_slices(servers: tuple[str, str]) -> None:
+    orthanc, _ = servers
+    kinds = set()
+    for series in requests.get(f"{orthanc}/series", timeout=30).json():
+        theirs, mine = _both(servers, f"/series/{series}/ordered-slices")
+        assert mine == theirs
+        kinds.add(mine["Type"])
+    assert kinds == {"Volume", "Sequence"}

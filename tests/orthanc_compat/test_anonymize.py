@@ -258,7 +258,7 @@ def test_modify_series_keeps_its_study(server: Server) -> None:
         ("anonymize", {"Keep": ["NoSuchTag"]}, 400),
         ("anonymize", {"DicomVersion": "1999"}, 400),
         ("anonymize", {"KeepPrivateTags": "yes"}, 400),
-        ("anonymize", {"Asynchronous": True}, 400),
+        ("anonymize", {"Asynchronous": "yes"}, 400),
         ("anonymize", {"Remove": ["PatientID"], "Force": True}, 400),
         ("modify", {"Replace": {"Rows": "many"}}, 400),
         ("modify", {"Replace": "x"}, 400),

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pyorthanc
 import pytest
 from orthanc_api_client import OrthancApiClient
+from orthanc_api_client.capabilities import Capabilities
 from pydicom import dcmread
 
 from tests.conftest import wait_for_port
@@ -27,6 +28,9 @@ def test_orthanc_api_client(url: str) -> None:
     client = OrthancApiClient(url)
     assert client.wait_started(timeout=10)
     assert client.is_orthanc_version_at_least(1, 10, 0)
+    capabilities = Capabilities(client)  # what a client reads to gate 1.12 features
+    assert capabilities.has_label_support and capabilities.has_extended_find
+    assert not capabilities.has_extended_changes and not capabilities.has_revision_support
     study_uid = new_uid()
     series = make_series(2, study_uid=study_uid, patient_id="OAC1", study_description="CHEST")
     [first_id] = client.upload(to_bytes(series[0]))

@@ -21,6 +21,7 @@ SAMPLES = {
     "{label}": "ai-flag",
     "{name}": "TransferSyntax",
     "{index}": "0",
+    "{key}": "archive",
 }
 
 

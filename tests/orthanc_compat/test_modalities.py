@@ -301,6 +301,18 @@ def test_move_from_the_remote(net: Net) -> None:
     assert ours["Details"].startswith(f'C-MOVE SCU to AET "{ORTHANC_AE}" has failed')
 
 
+def test_get_from_the_remote(net: Net) -> None:
+    """C-GET SCU against Orthanc 1.10.1's C-GET SCP."""
+    study_uid = _remote_study(net)
+    body = {"Level": "Study", "Resources": [{"StudyInstanceUID": study_uid}]}
+    answer = requests.post(f"{net.url}/modalities/orthanc/get", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["RemoteAet"] == ORTHANC_AE
+    [found] = requests.post(f"{net.url}/tools/lookup", data=study_uid, timeout=10).json()
+    instances = requests.get(f"{net.url}{found['Path']}/instances", timeout=10).json()
+    assert len(instances) == 2
+
+
 def test_the_dimse_door_moves_to_a_modality_added_over_rest(net: Net) -> None:
     """Orthanc asks us (C-MOVE) to send our study to ORTHANC, known to us only over REST."""
     requests.delete(f"{net.orthanc}/studies/{net.study_id}", timeout=10)

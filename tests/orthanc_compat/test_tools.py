@@ -202,3 +202,11 @@ def test_odd_requests_never_give_500(stored: Stored) -> None:
         if response.status_code >= 400:
             assert response.json()["HttpStatus"] == response.status_code
     assert "Traceback" not in requests.get(f"{stored.url}/no-route", timeout=30).text
+
+
+def test_peers_are_empty_and_export_is_refused(stored: Stored) -> None:
+    assert requests.get(f"{stored.url}/peers", timeout=10).json() == []
+    instance = requests.get(f"{stored.url}/instances", timeout=10).json()[0]
+    refused = requests.post(f"{stored.url}/instances/{instance}/export", data="/tmp/x", timeout=10)
+    assert refused.status_code == 403
+    assert "refused" in refused.json()["Details"]

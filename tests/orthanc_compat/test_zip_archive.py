@@ -62,7 +62,11 @@ def test_create_archive_of_several_resources(stored: Stored) -> None:
     as_list = requests.post(f"{stored.url}/tools/create-archive", json=[instance_two], timeout=60)
     with zipfile.ZipFile(io.BytesIO(as_list.content)) as bundle:
         assert len(bundle.namelist()) == 1
-    for bad in ([], {"Resources": "x"}, {"Resources": [study_one], "Asynchronous": True}):
+    for bad in (
+        [],
+        {"Resources": "x"},
+        {"Resources": [study_one], "Transcode": "1.2.840.10008.1.2.4.50"},
+    ):
         response = requests.post(f"{stored.url}/tools/create-archive", json=bad, timeout=30)
         assert response.status_code == 400, bad
     unknown = requests.post(

@@ -1,0 +1,106 @@
+"""Jobs survive a restart: finished ones are listed again with their content, one a restart
+interrupted comes back failed; their output files do not survive."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from pacs.core.ids import public_id
+from pacs.core.index.db import Database
+from pacs.core.index.job_records import JobRecord, JobRecords
+from tests.conftest import free_port, start_server
+from tests.factories import make_series, to_bytes
+
+
+def wait_job(url: str, job_id: str) -> Any:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = requests.get(f"{url}/jobs/{job_id}", timeout=30).json()
+        if job["State"] in ("Success", "Failure"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {job['State']}")
+
+
+def test_jobs_survive_a_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    server = start_server(tmp_path, data_dir=data_dir)
+    try:
+        url = f"http://127.0.0.1:{server.http_port}"
+        for ds in make_series(2, patient_id="PJ1", study_uid="1.9.1"):
+            assert requests.post(f"{url}/instances", data=to_bytes(ds), timeout=30).ok
+        study = public_id("PJ1", "1.9.1")
+        archived = requests.post(
+            f"{url}/studies/{study}/archive", json={"Asynchronous": True}, timeout=30
+        ).json()["ID"]
+        anonymized = requests.post(
+            f"{url}/studies/{study}/anonymize", json={"Asynchronous": True}, timeout=30
+        ).json()["ID"]
+        dead = ["DEAD", "127.0.0.1", free_port()]  # nobody listens: the store job fails
+        assert requests.put(f"{url}/modalities/dead", json=dead, timeout=30).ok
+        failed = requests.post(
+            f"{url}/modalities/dead/store",
+            json={"Resources": [study], "Asynchronous": True},
+            timeout=30,
+        ).json()["ID"]
+        before = {i: wait_job(url, i) for i in (archived, anonymized, failed)}
+        assert before[failed]["State"] == "Failure"
+        assert requests.get(f"{url}/jobs/{archived}/archive", timeout=30).status_code == 200
+    finally:
+        server.stop()
+    # a job still running when the server stopped (as after a crash): its owner is gone
+    crashed = f"{socket.gethostname()}:{server.process.pid}::crashed"
+    records = JobRecords(Database(f"sqlite:///{data_dir / 'index.sqlite'}"), owner=crashed)
+    records.save(
+        JobRecord(
+            id="running-1",
+            type="Archive",
+            state="Running",
+            progress=40,
+            content={"InstancesCount": 2},
+            created_at=time.time(),
+            started_at=time.time(),
+            completed_at=0.0,
+            error_code=0,
+            error_description="Success",
+            error_details="",
+        )
+    )
+    records.database.close()
+    server = start_server(tmp_path, data_dir=data_dir, name="again")
+    try:
+        url = f"http://127.0.0.1:{server.http_port}"
+        listed = requests.get(f"{url}/jobs", timeout=30).json()
+        assert listed == [archived, anonymized, failed, "running-1"]
+        expanded = {j["ID"]: j for j in requests.get(f"{url}/jobs?expand", timeout=30).json()}
+        for job_id, job in before.items():
+            after = expanded[job_id]
+            for key in ("Content", "Type", "State", "Progress", "CreationTime", "ErrorCode"):
+                assert after[key] == job[key], key
+            assert after["CompletionTime"] == job["CompletionTime"]
+        assert expanded[failed]["ErrorDetails"] == before[failed]["ErrorDetails"] != ""
+        interrupted = expanded["running-1"]
+        assert interrupted["State"] == "Failure" and interrupted["ErrorCode"] == -1
+        assert interrupted["ErrorDetails"] == "interrupted by a server restart"
+        assert interrupted["Content"] == {"InstancesCount": 2}
+        assert "interrupted by a server restart" in server.log_text()
+        # outputs are gone with the restart; a job from before cannot run again
+        gone = requests.get(f"{url}/jobs/{archived}/archive", timeout=30)
+        assert gone.status_code == 404 and gone.json()["OrthancStatus"] == 7
+        again = requests.post(f"{url}/jobs/{failed}/resubmit", timeout=30)
+        assert again.status_code == 400 and again.json()["OrthancStatus"] == 6
+        # deleting a restored job deletes its record
+        assert requests.delete(f"{url}/jobs/{anonymized}", timeout=30).status_code == 200
+    finally:
+        server.stop()
+    server = start_server(tmp_path, data_dir=data_dir, name="third")
+    try:
+        url = f"http://127.0.0.1:{server.http_port}"
+        assert requests.get(f"{url}/jobs", timeout=30).json() == [archived, failed, "running-1"]
+    finally:
+        server.stop()
