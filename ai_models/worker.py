@@ -26,6 +26,8 @@ from ai_models.routing import Route
 from pacs.core.ai_jobs import AI_ORIGIN_PREFIX, AiJob
 from pacs.core.ai_results import AiResult
 from pacs.core.archive import Archive
+from pacs.core.charsets import read_text_as
+from pacs.core.dicom_header import parse_stored_header
 from pacs.core.model import StoredInstance
 
 log = logging.getLogger("pacs.ai")
@@ -151,9 +153,9 @@ class AiWorker:
         if not instances:
             return plan
         headers = self.archive.instance_headers(instances)
+        charset = self.archive.text_charset()  # for the names copied into the results
         parsed = [
-            (stored, dcmread(BytesIO(headers[stored.sop_uid]), stop_before_pixels=True, force=True))
-            for stored in instances
+            (stored, parse_stored_header(headers[stored.sop_uid], charset)) for stored in instances
         ]
         series_attributes = _attributes(parsed[0][1])
         for route in self.routes:
@@ -259,7 +261,10 @@ class AiWorker:
         """The heat map of the highest-scoring image; a failure here loses only the map."""
         assert self.heatmap is not None
         try:
-            dataset = dcmread(BytesIO(self.archive.read_instance(image.stored)), force=True)
+            dataset = read_text_as(
+                dcmread(BytesIO(self.archive.read_instance(image.stored)), force=True),
+                self.archive.text_charset(),
+            )
             overlay = self.heatmap(classifier, dataset)
             uid, raw = build_heatmap(classifier.card, dataset, overlay, job.generation)
             self.archive.store(raw, origin)

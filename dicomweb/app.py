@@ -129,8 +129,10 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
 
 
 async def metadata(request: web.Request) -> web.Response:
-    """WADO-RS metadata of a study, series or instance."""
-    found = await _fresh_instances(request, gzip_capable=True)
+    """WADO-RS metadata of a study, series or instance (its text depends on the default
+    character set, which may change while the server runs: part of the ETag)."""
+    charset = request.app[ARCHIVE].text_charset()
+    found = await _fresh_instances(request, variant=charset, gzip_capable=True)
     if isinstance(found, web.Response):
         return found
     instances, headers = found

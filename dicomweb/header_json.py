@@ -23,6 +23,8 @@ from typing import Any
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR
 
+from pacs.core.charsets import LATIN1
+
 _EXPLICIT = "1.2.840.10008.1.2.1"
 _IMPLICIT = "1.2.840.10008.1.2"
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"})
@@ -85,12 +87,19 @@ def _encodings(raw: bytes) -> tuple[str, ...]:
 class _Walker:
     """One header's walk; ``encodings`` follows (0008,0005) as it is met."""
 
-    def __init__(self, data: bytes, explicit: bool, bulk_uri: BulkUri | None, memo: Memo) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        explicit: bool,
+        bulk_uri: BulkUri | None,
+        memo: Memo,
+        encodings: tuple[str, ...],
+    ) -> None:
         self.data = data
         self.memo = memo
         self.explicit = explicit
         self.bulk_uri = bulk_uri
-        self.encodings: tuple[str, ...] = ("iso8859",)
+        self.encodings = encodings  # until (0008,0005) says otherwise
         self.signed_pixels = False
 
     def element_header(self, offset: int) -> tuple[int, str, int, int]:
@@ -149,7 +158,7 @@ class _Walker:
             if tag & 0xFFFF == 0 or tag >> 16 == 0x0002:
                 continue  # group lengths are not part of the JSON model
             value = self.data[value_at:offset]
-            if tag == _CHARSET_TAG:
+            if tag == _CHARSET_TAG and value.strip(b" \0"):
                 self.encodings = _encodings(value)
             elif tag == _PIXEL_REPRESENTATION and len(value) == 2:
                 self.signed_pixels = value != b"\0\0"
@@ -281,11 +290,15 @@ def dataset_start(header: bytes) -> int:
 
 
 def header_json(
-    header: bytes, transfer_syntax: str, bulk_uri: BulkUri | None, memo: Memo | None = None
+    header: bytes,
+    transfer_syntax: str,
+    bulk_uri: BulkUri | None,
+    memo: Memo | None = None,
+    charset: str = LATIN1,
 ) -> dict[str, Any]:
     """A stored Part 10 header (cut before Pixel Data, or a whole file) as DICOM JSON,
     without group lengths or File Meta; raises :class:`Unsupported` where pydicom is
-    needed.
+    needed. Text is read as ``charset`` where the header declares no character set.
 
     ``memo`` may be shared by the headers of one answer: the slices of a series repeat most
     of their values, and each distinct (VR, bytes, character set) is converted once. The
@@ -294,7 +307,13 @@ def header_json(
         transfer_syntax
     ):
         raise Unsupported(f"transfer syntax {transfer_syntax}")
-    walker = _Walker(header, transfer_syntax != _IMPLICIT, bulk_uri, {} if memo is None else memo)
+    walker = _Walker(
+        header,
+        transfer_syntax != _IMPLICIT,
+        bulk_uri,
+        {} if memo is None else memo,
+        _encodings(charset.encode("ascii")),
+    )
     try:
         result, _ = walker.dataset(dataset_start(header), len(header), top=True)
     except (struct.error, UnicodeError, LookupError, ValueError) as exc:

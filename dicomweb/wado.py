@@ -14,6 +14,7 @@ from dicomweb.header_json import Memo, Unsupported, header_json
 from dicomweb.negotiate import PRODUCIBLE, NotAcceptable, choose
 from dicomweb.transcode import CannotTranscode, transcode
 from pacs.core.archive import Archive
+from pacs.core.charsets import LATIN1
 from pacs.core.dicom_header import parse_stored_header
 from pacs.core.model import StoredInstance
 
@@ -143,24 +144,36 @@ def metadata_json(
     are given as BulkDataURIs instead of inline."""
     headers = archive.instance_headers(instances)
     memo: Memo = {}  # values repeated across the instances are converted once
+    charset = archive.text_charset()
     return [
-        instance_json(stored, headers[stored.sop_uid], _instance_url(base_url, stored), memo)
+        instance_json(
+            stored, headers[stored.sop_uid], _instance_url(base_url, stored), memo, charset
+        )
         for stored in instances
     ]
 
 
 def instance_json(
-    stored: StoredInstance, header: bytes, url: str, memo: Memo | None = None
+    stored: StoredInstance,
+    header: bytes,
+    url: str,
+    memo: Memo | None = None,
+    charset: str = LATIN1,
 ) -> dict[str, Any]:
     """One instance's metadata: its header walked directly (pydicom where the walker
-    declines), and Pixel Data as a BulkDataURI."""
+    declines), and Pixel Data as a BulkDataURI; text read as ``charset`` where the header
+    declares no character set."""
     try:
         attributes = header_json(
-            header, stored.transfer_syntax, lambda tag: f"{url}/bulkdata/{tag:08X}", memo
+            header,
+            stored.transfer_syntax,
+            lambda tag: f"{url}/bulkdata/{tag:08X}",
+            memo,
+            charset,
         )
     except Unsupported as exc:
         log.debug("metadata of %s through pydicom: %s", stored.sop_uid, exc)
-        ds = parse_stored_header(header)
+        ds = parse_stored_header(header, charset)
 
         def bulk(element: Any) -> str:
             return f"{url}/bulkdata/{int(element.tag):08X}"

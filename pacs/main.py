@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -20,7 +21,7 @@ from pacs.core.archive import Archive
 from pacs.core.housekeeping import Housekeeping
 from pacs.core.remote import RemoteModality
 from pacs.core.repair import ReplicaRepairer
-from pacs.core.runtime_settings import RuntimeSettings, follow_log_level
+from pacs.core.runtime_settings import default_charset, follow_log_level
 from pacs.core.scrub import Scrubber
 from pacs.core.tiering import StudyMover, TierLedger, TierPolicy, TierReads
 from pacs.core.tiering.compress import lossless_transform
@@ -176,6 +177,7 @@ def build_archive(settings: Settings, *, recover: bool = True) -> Archive:
             RemoteModality(m.name, m.ae_title, m.host, m.port) for m in settings.modalities
         ],
         deletion_grace_days=settings.storage.deletion_grace_days,
+        text_charset=functools.partial(default_charset, settings.runtime_settings()),
     )
     archive.hot_capacity_bytes = int(settings.storage.hot_capacity_gb * 1e9)
     if isinstance(blobs, TieredBlobStore):
@@ -220,7 +222,7 @@ def _follow_log_level(settings: Settings) -> None:
     """A worker process applies the log level set over REST (``/tools/log-level``)."""
     threading.Thread(
         target=follow_log_level,
-        args=(RuntimeSettings(settings.runtime_file), settings.server.log_level, threading.Event()),
+        args=(settings.runtime_settings(), settings.server.log_level, threading.Event()),
         name="log-level",
         daemon=True,
     ).start()
@@ -301,7 +303,7 @@ async def _serve_http(
             archive,
             orthanc_info,
             forwarder,
-            RuntimeSettings(settings.runtime_file),
+            settings.runtime_settings(),
             jobs_dir=settings.server.data_dir / "orthanc-jobs",
         ),
     )  # Orthanc's REST API at /
@@ -331,7 +333,7 @@ def serve(settings: Settings) -> None:
     """Run the whole server until SIGTERM or Ctrl-C."""
     configure_logging(settings)
     archive = build_archive(settings)
-    RuntimeSettings(settings.runtime_file).reset()  # REST changes last until a restart
+    settings.runtime_settings().reset()  # REST changes last until a restart
     children = Supervisor()
     for number in range(settings.dimse.workers - 1):
         children.start(f"dimse-worker-{number + 1}", run_dimse_worker, settings)

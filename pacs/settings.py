@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
+from pacs.core.charsets import DEFAULT_ENCODING, TextEncoding
 from pacs.core.errors import ConfigError
 from pacs.core.retention_policy import DAYS_PER_YEAR, RetentionPolicy
+from pacs.core.runtime_settings import RuntimeSettings, RuntimeValues
 from pacs.passwords import BadHash, parse_password_hash, parse_token_hash
 
 DuplicatePolicy = Literal["ignore", "replace", "reject"]
@@ -37,6 +39,16 @@ class ServerSettings:
     log_level: str = field(default="INFO", metadata=_doc("DEBUG, INFO, WARNING or ERROR."))
     log_file: str = field(
         default="", metadata=_doc("Also write the log to this file ('' = standard error only).")
+    )
+    default_encoding: TextEncoding = field(
+        default=DEFAULT_ENCODING,
+        metadata=_doc(
+            "Text encoding of data sets without Specific Character Set (0008,0005), as "
+            "Orthanc's DefaultEncoding: Latin1, Utf8 (modalities writing Vietnamese without "
+            "declaring it), Ascii, Latin2..5, Cyrillic, Arabic, Greek, Hebrew, Thai, Japanese, "
+            "Chinese, JapaneseKanji, Korean, SimplifiedChinese. PUT /tools/default-encoding "
+            "changes it until the next restart."
+        ),
     )
 
 
@@ -373,6 +385,12 @@ class Settings:
     def runtime_file(self) -> Path:
         """The settings changed over REST while the server runs (shared by its processes)."""
         return self.server.data_dir / "runtime-settings.json"
+
+    def runtime_settings(self) -> RuntimeSettings:
+        """The settings changed over REST while the server runs, from these values."""
+        return RuntimeSettings(
+            self.runtime_file, RuntimeValues(default_encoding=self.server.default_encoding)
+        )
 
     @property
     def blob_dir(self) -> Path:

@@ -134,17 +134,18 @@ def start_server(
     data_dir: Path | None = None,
     dimse_options: str = "",
     http_options: str = "",
+    server_options: str = "",
 ) -> RunningServer:
-    """Start ``python -m pacs serve`` with a fresh config in ``tmp_path``; ``dimse_options``
-    and ``http_options`` are more lines for the ``[dimse]`` and ``[http]`` tables,
-    ``extra_config`` more tables."""
+    """Start ``python -m pacs serve`` with a fresh config in ``tmp_path``; ``dimse_options``,
+    ``http_options`` and ``server_options`` are more lines for the ``[dimse]``, ``[http]``
+    and ``[server]`` tables, ``extra_config`` more tables."""
     dimse_port = dimse_port or free_port()
     http_port = free_port()
     data_dir = data_dir or tmp_path / f"{name}-data"
     config = tmp_path / f"{name}.toml"
     index_line = f'[index]\nurl = "{index_url}"\n' if index_url else ""
     config.write_text(
-        f'[server]\ndata_dir = "{data_dir}"\nlog_level = "INFO"\n'
+        f'[server]\ndata_dir = "{data_dir}"\nlog_level = "INFO"\n{server_options}\n'
         f'[dimse]\nport = {dimse_port}\nhost = "127.0.0.1"\n{dimse_options}\n'
         f'[http]\nport = {http_port}\nhost = "127.0.0.1"\n{http_options}\n'
         f"{index_line}{extra_config}\n",

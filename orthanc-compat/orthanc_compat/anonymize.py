@@ -41,6 +41,7 @@ from orthanc_compat.modification import (
 )
 from orthanc_compat.shapes import PATH_NAME, TYPE_NAME
 from pacs.core.archive import Archive
+from pacs.core.charsets import LATIN1, declares_charset, read_text_as
 from pacs.core.errors import PacsError
 from pacs.core.model import InstanceSummary, Level, StoredInstance
 from pacs.core.query import Query
@@ -95,9 +96,13 @@ def instances_below(archive: Archive, level: Level, public_id: str) -> list[Stor
     return archive.index.instances_under(level, [resource.pk])
 
 
-def rewrite(raw: bytes, modification: Modification) -> bytes:
-    """One stored file, modified, as Part 10 bytes in its own transfer syntax."""
-    ds = dcmread(io.BytesIO(raw), force=True)
+def rewrite(raw: bytes, modification: Modification, charset: str = LATIN1) -> bytes:
+    """One stored file, modified, as Part 10 bytes in its own transfer syntax. A file that
+    declares no character set is read as ``charset`` and, unless that is Latin-1 (which
+    keeps every byte as it was), declares it in the new file (as Orthanc does)."""
+    ds = read_text_as(dcmread(io.BytesIO(raw), force=True), charset)
+    if charset != LATIN1 and not declares_charset(ds):
+        ds.SpecificCharacterSet = charset
     modification.apply(ds)
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
@@ -141,7 +146,7 @@ def rewrite_all(
     def one(stored: StoredInstance) -> InstanceSummary | None:
         progress(next(counter), len(instances))
         try:
-            raw = rewrite(archive.read_instance(stored), modification)
+            raw = rewrite(archive.read_instance(stored), modification, archive.text_charset())
             return archive.store(raw, f"{origin}:{sources.get(stored.sop_uid, '')}").summary
         except (PacsError, ValueError, OSError, KeyError) as exc:
             log.warning("%s of instance %s failed: %s", origin, stored.sop_uid, exc)
@@ -191,7 +196,7 @@ def run_on_instance(archive: Archive, public_id: str, modification: Modification
     """The modified file of one instance (not stored)."""
     resource = archive.resources.get(Level.IMAGE, public_id)
     stored = archive.instance(str(resource.values["SOPInstanceUID"]))
-    return rewrite(archive.read_instance(stored), modification)
+    return rewrite(archive.read_instance(stored), modification, archive.text_charset())
 
 
 async def parse_body(

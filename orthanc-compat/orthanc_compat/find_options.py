@@ -128,7 +128,7 @@ def tag_values(
 ) -> list[dict[str, str]]:
     """For each record, the values of ``keywords`` (index columns, counts, stored headers)."""
     asked = replace(query, return_keys=keywords, limit=0, offset=0, filters={})
-    answers = build_answers(archive.index, asked, records, {})
+    answers = build_answers(archive.index, asked, records, {}, archive.text_charset())
     return [answer_values(answer, keywords) for answer in answers]
 
 

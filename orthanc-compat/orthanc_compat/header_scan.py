@@ -16,6 +16,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 
 from orthanc_compat.text import element_text
+from pacs.core.charsets import LATIN1, python_encodings
 
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UR", b"UT", b"UN", b"SV", b"UV"}
@@ -95,16 +96,17 @@ def _decode(raw: bytes, vr: str, encodings: list[str]) -> str:
     return text.rstrip("\x00 ").lstrip(" ") if vr != "UI" else text.rstrip("\x00 ")
 
 
-def scan(header: bytes, keywords: Iterable[str]) -> dict[str, str] | None:
-    """keyword -> text of the wanted top-level attributes present (None: use pydicom)."""
+def scan(header: bytes, keywords: Iterable[str], charset: str = LATIN1) -> dict[str, str] | None:
+    """keyword -> text of the wanted top-level attributes present (None: use pydicom); text
+    read as ``charset`` unless the header declares its character set."""
     wanted = tags_of(keywords)
     try:
-        return _scan(header, wanted)
+        return _scan(header, wanted, list(python_encodings(charset)))
     except (_Unscannable, struct.error, LookupError, ValueError):
         return None
 
 
-def _scan(header: bytes, wanted: dict[int, str]) -> dict[str, str] | None:
+def _scan(header: bytes, wanted: dict[int, str], encodings: list[str]) -> dict[str, str] | None:
     if header[128:132] != b"DICM" or not wanted:
         return None
     pos, transfer_syntax = 132, ""
@@ -120,7 +122,6 @@ def _scan(header: bytes, wanted: dict[int, str]) -> dict[str, str] | None:
     implicit = transfer_syntax == _IMPLICIT_LE
     last = max(wanted)
     found: dict[str, str] = {}
-    encodings = ["iso8859"]
     while pos < len(header):
         tag, vr_bytes, length, value = _element(header, pos, implicit)
         if tag > last or tag == 0x7FE00010:
@@ -131,9 +132,9 @@ def _scan(header: bytes, wanted: dict[int, str]) -> dict[str, str] | None:
         raw = header[value : value + length]
         if len(raw) != length:
             raise _Unscannable("value past the end")
-        if tag == _CHARSET:
+        if tag == _CHARSET and raw.strip(b"\x00 "):
             names = [n.strip() for n in raw.decode("ascii").rstrip("\x00 ").split("\\")]
-            encodings = convert_encodings(names or [""])
+            encodings = convert_encodings(names)
         if tag in wanted:
             vr = vr_bytes.decode("ascii") if vr_bytes else str(dictionary_VR(tag))
             if vr == "SQ":

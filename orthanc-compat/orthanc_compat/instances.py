@@ -27,6 +27,8 @@ from orthanc_compat.keys import (
 from orthanc_compat.tags import full_tags, short_tags, simplified_tags
 from orthanc_compat.text import element_text
 from pacs.core.archive import Archive
+from pacs.core.charsets import read_text_as
+from pacs.core.dicom_header import parse_stored_header
 from pacs.core.model import Level, StoredInstance
 
 _TAG = re.compile(r"^([0-9a-fA-F]{4})-([0-9a-fA-F]{4})$")
@@ -46,8 +48,10 @@ def read_dataset(archive: Archive, public_id: str, *, pixels: bool = True) -> Da
     path = archive.instance_path(stored)
     try:
         if not pixels and path is not None:
-            return dcmread(str(path), defer_size=4096, force=True)
-        return dcmread(BytesIO(archive.read_instance(stored)), force=True)
+            ds = dcmread(str(path), defer_size=4096, force=True)
+        else:
+            ds = dcmread(BytesIO(archive.read_instance(stored)), force=True)
+        return read_text_as(ds, archive.text_charset())
     except (InvalidDicomError, ValueError, EOFError) as exc:
         raise OrthancError(500, BAD_FILE_FORMAT, f"the stored file does not parse: {exc}") from None
 
@@ -185,10 +189,11 @@ def shared_tags(archive: Archive, level: Level, public_id: str, simplify: bool) 
     uids = [str(i.values["SOPInstanceUID"]) for i in instances]
     headers = archive.index.instance_headers(uids)
     shared: dict[str, Any] | None = None
+    charset = archive.text_charset()
     for uid in uids:
         header = headers.get(uid) or archive.read_instance(archive.instance(uid))
         try:
-            parsed = full_tags(dcmread(BytesIO(header), stop_before_pixels=True, force=True))
+            parsed = full_tags(parse_stored_header(header, charset))
         except (InvalidDicomError, ValueError, EOFError):
             continue  # an instance whose header does not parse shares nothing
         # as Orthanc: sequences and values too long to show are never "shared"

@@ -83,7 +83,8 @@ def _header(archive: Archive, level: Level, public_id: str) -> Dataset:
     """The stored header of the resource's most recent instance (NotFound if unknown)."""
     resource = archive.resources.get(level, public_id)
     return parse_stored_header(
-        archive.index.representative_headers(level, [resource.pk])[resource.pk]
+        archive.index.representative_headers(level, [resource.pk])[resource.pk],
+        archive.text_charset(),
     )
 
 
@@ -144,9 +145,10 @@ def ordered_slices(archive: Archive, public_id: str) -> dict[str, Any]:
     instances = archive.resources.descendants(Level.SERIES, series.pk, Level.IMAGE)
     headers = archive.index.representative_headers(Level.IMAGE, [i.pk for i in instances])
     rows = []
+    charset = archive.text_charset()
     normal: tuple[float, float, float] | None = None
     for instance in instances:
-        header = parse_stored_header(headers[instance.pk])
+        header = parse_stored_header(headers[instance.pk], charset)
         normal = normal or _normal(header)
         frames = int(header.get("NumberOfFrames", 1) or 1)
         number = instance.values.get("InstanceNumber")

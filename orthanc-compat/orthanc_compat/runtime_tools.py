@@ -12,8 +12,8 @@ from aiohttp import web
 
 from orthanc_compat.errors import PARAMETER_OUT_OF_RANGE, OrthancError
 from orthanc_compat.keys import RUNTIME, SYSTEM, add_route, json_response
+from pacs.core.charsets import ENCODINGS
 from pacs.core.runtime_settings import (
-    ENCODINGS,
     LOG_LEVELS,
     RuntimeSettings,
     apply_log_level,

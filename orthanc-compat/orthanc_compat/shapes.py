@@ -165,15 +165,16 @@ class ShapeBuilder:
         """The header main tags of each resource, from its most recent instance's header."""
         keywords = _header_keywords(level)
         raw = self.archive.index.representative_headers(level, [r.pk for r in resources])
+        charset = self.archive.text_charset()
         found: dict[int, dict[str, str]] = {}
         for pk, header in raw.items():
-            key = (hash(header), len(header), keywords)
+            key = (hash(header), len(header), keywords, charset)
             cached = _SCANNED.get(key)
             if cached is None:
-                cached = scan(header, keywords)
+                cached = scan(header, keywords, charset)
                 if cached is None:  # unusual encoding: parse it properly
                     try:
-                        cached = from_dataset(parse_stored_header(header), keywords)
+                        cached = from_dataset(parse_stored_header(header, charset), keywords)
                     except Exception:  # a header that no longer parses: columns only
                         continue
                 _SCANNED.put(key, cached)

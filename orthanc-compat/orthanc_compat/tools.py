@@ -187,7 +187,7 @@ def run_find(archive: Archive, find: FindRequest) -> list[Any]:
     if narrow:  # page after the narrowing done here
         query = replace(query, limit=0, offset=0)
     records, python_filters = archive.index.find(query)
-    records = filter_records(archive.index, query, records, python_filters)
+    records = filter_records(archive.index, query, records, python_filters, archive.text_charset())
     level = query.level
     if narrow:
         records = _narrowed(archive, find, records)

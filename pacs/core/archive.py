@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset
 from pacs.core.ai_jobs import AiQueue, AiQueuePolicy
 from pacs.core.ai_results import AiResults
 from pacs.core.answer import Answer
+from pacs.core.charsets import LATIN1, CharsetSource
 from pacs.core.errors import StorageUnavailable
 from pacs.core.group_commit import GroupCommitter
 from pacs.core.index.db import Database
@@ -50,8 +51,12 @@ class Archive:
         modalities: Sequence[RemoteModality] = (),
         deletion_grace_days: float = 30.0,
         tiers: TierReads | None = None,
+        text_charset: CharsetSource = lambda: LATIN1,
     ) -> None:
         self.index = index
+        # The Specific Character Set assumed now for data sets declaring none (a runtime
+        # setting): ingest indexes their names with it, the doors show their headers with it.
+        self.text_charset = text_charset
         self.deletion_grace = max(deletion_grace_days, 0.0) * 86400  # seconds in the trash
         self.blobs = blobs
         self.tiers = tiers  # None: one store, read as before
@@ -63,7 +68,7 @@ class Archive:
         self.labels = LabelIndex(index.database)
         self.modalities = ModalityRegistry(index.database, modalities)  # remote AEs
         self.holds = LegalHolds(index.database)
-        self.trash = Trash(index, blobs)  # deletions: audit, restore, purge
+        self.trash = Trash(index, blobs, text_charset)  # deletions: audit, restore, purge
         self._writer_conn = index.database.connect()
         self._committer: GroupCommitter[PendingAdd, AddResult] = GroupCommitter(
             self._write_batch, batch_max=batch_max
@@ -75,6 +80,7 @@ class Archive:
             duplicate_policy=duplicate_policy,
             max_pixels=max_pixels,
             ai_policy=ai_policy,
+            text_charset=text_charset,
         )
 
     def _write_batch(self, batch: Sequence[PendingAdd]) -> list[AddResult | Exception]:
@@ -104,13 +110,15 @@ class Archive:
     def find_answers(self, query: Query) -> list[Answer]:
         """Answers to a query as plain values (cheaper than Datasets for long lists)."""
         records, python_filters = self.index.find(query)
-        return build_answers(self.index, query, records, python_filters)
+        return build_answers(self.index, query, records, python_filters, self.text_charset())
 
     def instances_matching(self, query: Query) -> list[StoredInstance]:
         """Every stored instance below the entities a query matches (for C-MOVE, C-GET)."""
         unlimited = Query(level=query.level, filters=query.filters, kinds=query.kinds)
         records, python_filters = self.index.find(unlimited)
-        records = filter_records(self.index, unlimited, records, python_filters)
+        records = filter_records(
+            self.index, unlimited, records, python_filters, self.text_charset()
+        )
         return self.index.instances_under(query.level, [r.pks[query.level] for r in records])
 
     def series_instances(self, series_uid: str) -> list[StoredInstance]:

@@ -18,6 +18,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from pacs.core.charsets import LATIN1, read_text_as
 from pacs.core.errors import InvalidDicom, MissingUniqueKey, RefusedInstance
 from pacs.core.ids import is_acceptable_uid
 from pacs.core.model import InstanceSummary
@@ -204,10 +205,14 @@ def check_image_size(ds: Dataset, max_pixels: int) -> None:
         )
 
 
-def summarize(raw: bytes, *, max_pixels: int = 0) -> tuple[InstanceSummary, bytes]:
+def summarize(
+    raw: bytes, *, max_pixels: int = 0, charset: str = LATIN1
+) -> tuple[InstanceSummary, bytes]:
     """Parse and validate a Part 10 file (or bare data set); returns its summary and the
-    Part 10 bytes to store (``raw`` itself unless a File Meta header had to be added)."""
+    Part 10 bytes to store (``raw`` itself unless a File Meta header had to be added).
+    Text is read as ``charset`` when the data set declares no character set."""
     ds, header_end = read_header(raw)
+    read_text_as(ds, charset)
     sop_uid = _uid(ds, "SOPInstanceUID")
     study_uid = _uid(ds, "StudyInstanceUID")
     series_uid = _uid(ds, "SeriesInstanceUID")
@@ -261,6 +266,7 @@ def summarize(raw: bytes, *, max_pixels: int = 0) -> tuple[InstanceSummary, byte
     return summary, part10
 
 
-def parse_stored_header(header: bytes) -> Dataset:
-    """Read back a header kept in the index (a Part 10 file cut before Pixel Data)."""
-    return dcmread(BytesIO(header), stop_before_pixels=True, force=True)
+def parse_stored_header(header: bytes, charset: str = LATIN1) -> Dataset:
+    """Read back a header kept in the index (a Part 10 file cut before Pixel Data); its text
+    read as ``charset`` when it declares no character set."""
+    return read_text_as(dcmread(BytesIO(header), stop_before_pixels=True, force=True), charset)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from pacs.core.ai_jobs import AiQueuePolicy
+from pacs.core.charsets import LATIN1, CharsetSource
 from pacs.core.dicom_header import summarize
 from pacs.core.errors import DatasetMismatch, DuplicateInstance, OutOfResources, StorageUnavailable
 from pacs.core.group_commit import GroupCommitter
@@ -37,9 +38,11 @@ class Ingest:
         duplicate_policy: str = "ignore",
         max_pixels: int = 0,
         ai_policy: AiQueuePolicy | None = None,
+        text_charset: CharsetSource = lambda: LATIN1,
     ) -> None:
         self.index = index
         self.ai_policy = ai_policy
+        self.text_charset = text_charset  # for data sets that declare no character set
         self.blobs = blobs
         self.committer = committer
         self.duplicate_policy = duplicate_policy
@@ -65,7 +68,7 @@ class Ingest:
     def _store(
         self, raw: bytes, origin: str, expected_sop_class: str, expected_sop_uid: str
     ) -> StoreResult:
-        summary, part10 = summarize(raw, max_pixels=self.max_pixels)
+        summary, part10 = summarize(raw, max_pixels=self.max_pixels, charset=self.text_charset())
         if expected_sop_uid and summary.sop_uid != expected_sop_uid:
             raise DatasetMismatch(
                 f"data set SOP Instance UID {summary.sop_uid} differs from the request's "

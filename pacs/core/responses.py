@@ -11,6 +11,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 
 from pacs.core.answer import Answer
+from pacs.core.charsets import LATIN1
 from pacs.core.dicom_header import parse_stored_header
 from pacs.core.index.sql_index import Record, SqlIndex
 from pacs.core.model import COMPUTED, INDEXED, UNIQUE_KEY, Level, level_of
@@ -31,13 +32,13 @@ def _needs_header(query: Query, python_filters: dict[str, str]) -> bool:
 
 
 def _header_datasets(
-    index: SqlIndex, level: Level, records: Sequence[Record]
+    index: SqlIndex, level: Level, records: Sequence[Record], charset: str
 ) -> dict[int, Dataset]:
     raw = index.representative_headers(level, [r.pks[level] for r in records])
     parsed: dict[int, Dataset] = {}
     for pk, header in raw.items():
         try:
-            parsed[pk] = parse_stored_header(header)
+            parsed[pk] = parse_stored_header(header, charset)
         except Exception:  # a stored header that no longer parses: answer without it
             log.warning("cannot parse the stored header of %s row %d", level.name, pk)
     return parsed
@@ -78,12 +79,17 @@ def _apply_python_filters(
 
 
 def filter_records(
-    index: SqlIndex, query: Query, records: list[Record], python_filters: dict[str, str]
+    index: SqlIndex,
+    query: Query,
+    records: list[Record],
+    python_filters: dict[str, str],
+    charset: str = LATIN1,
 ) -> list[Record]:
-    """The records that also pass the filters the index could not express in SQL."""
+    """The records that also pass the filters the index could not express in SQL (stored
+    headers declaring no character set read as ``charset``)."""
     if not python_filters or not records:
         return records
-    headers = _header_datasets(index, query.level, records)
+    headers = _header_datasets(index, query.level, records, charset)
     return _apply_python_filters(query, records, python_filters, headers)
 
 
@@ -120,12 +126,17 @@ def _copy_from_header(answer: Answer, keyword: str, header: Dataset) -> None:
 
 
 def build_answers(
-    index: SqlIndex, query: Query, records: list[Record], python_filters: dict[str, str]
+    index: SqlIndex,
+    query: Query,
+    records: list[Record],
+    python_filters: dict[str, str],
+    charset: str = LATIN1,
 ) -> list[Answer]:
-    """Apply the Python-side filters, then build one Answer per match with the return keys."""
+    """Apply the Python-side filters, then build one Answer per match with the return keys
+    (stored headers declaring no character set read as ``charset``)."""
     headers: dict[int, Dataset] = {}
     if records and _needs_header(query, python_filters):
-        headers = _header_datasets(index, query.level, records)
+        headers = _header_datasets(index, query.level, records, charset)
     if python_filters:
         records = _apply_python_filters(query, records, python_filters, headers)
     computed: dict[Level, dict[int, dict[str, Any]]] = {}

@@ -24,31 +24,13 @@ from typing import Any
 
 from pydicom.uid import AllTransferSyntaxes
 
+from pacs.core.charsets import DEFAULT_ENCODING, ENCODINGS
+
 log = logging.getLogger("pacs.runtime")
 
 FILE_NAME = "runtime-settings.json"
 CHECK_INTERVAL = 1.0
 
-# Orthanc's encodings (Enumerations.cpp) and the Specific Character Set each stands for.
-ENCODINGS: dict[str, str] = {
-    "Ascii": "ISO_IR 6",
-    "Utf8": "ISO_IR 192",
-    "Latin1": "ISO_IR 100",
-    "Latin2": "ISO_IR 101",
-    "Latin3": "ISO_IR 109",
-    "Latin4": "ISO_IR 110",
-    "Latin5": "ISO_IR 148",
-    "Cyrillic": "ISO_IR 144",
-    "Arabic": "ISO_IR 127",
-    "Greek": "ISO_IR 126",
-    "Hebrew": "ISO_IR 138",
-    "Thai": "ISO_IR 166",
-    "Japanese": "ISO_IR 13",
-    "Chinese": "GB18030",
-    "JapaneseKanji": "ISO 2022 IR 87",
-    "Korean": "ISO 2022 IR 149",
-    "SimplifiedChinese": "ISO 2022 IR 58",
-}
 LOG_LEVELS = ("default", "verbose", "trace")
 # Every transfer syntax pydicom knows: what wildcards in accepted-transfer-syntaxes expand to.
 KNOWN_TRANSFER_SYNTAXES: tuple[str, ...] = tuple(sorted(str(uid) for uid in AllTransferSyntaxes))
@@ -58,7 +40,7 @@ KNOWN_TRANSFER_SYNTAXES: tuple[str, ...] = tuple(sorted(str(uid) for uid in AllT
 class RuntimeValues:
     """The current values; the defaults are the server's behaviour without any change."""
 
-    default_encoding: str = "Latin1"
+    default_encoding: str = DEFAULT_ENCODING  # an Orthanc name (``Utf8``...), see charsets
     accepted_transfer_syntaxes: tuple[str, ...] | None = None  # None: every one
     unknown_sop_class_accepted: bool = True
     log_level: str = "default"
@@ -78,11 +60,11 @@ class RuntimeValues:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, raw: Any) -> RuntimeValues:
-        """Values from the file; anything unreadable falls back to the default."""
+    def from_json(cls, raw: Any, default: RuntimeValues | None = None) -> RuntimeValues:
+        """Values from the file; anything unreadable falls back to ``default``'s."""
+        default = default or cls()
         if not isinstance(raw, dict):
-            return cls()
-        default = cls()
+            return default
         encoding = raw.get("default_encoding")
         syntaxes = raw.get("accepted_transfer_syntaxes")
         unknown = raw.get("unknown_sop_class_accepted")
@@ -119,16 +101,17 @@ def expand_transfer_syntaxes(patterns: list[str]) -> tuple[str, ...]:
 class RuntimeSettings:
     """The shared file and a cached read of it (thread-safe)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, defaults: RuntimeValues | None = None) -> None:
         self.path = path
+        self.defaults = defaults or RuntimeValues()  # the configuration file's values
         self._lock = threading.Lock()
-        self._values = RuntimeValues()
+        self._values = self.defaults
         self._mtime: int | None = None
         self._checked = 0.0
 
     def reset(self) -> None:
-        """Back to the defaults (``pacs serve`` calls this when it starts)."""
-        self._write(RuntimeValues())
+        """Back to the configured values (``pacs serve`` calls this when it starts)."""
+        self._write(self.defaults)
 
     def current(self) -> RuntimeValues:
         """The values, re-read when the file changed (checked at most once a second)."""
@@ -140,11 +123,12 @@ class RuntimeSettings:
             try:
                 mtime = self.path.stat().st_mtime_ns
             except FileNotFoundError:
-                self._values, self._mtime = RuntimeValues(), None
+                self._values, self._mtime = self.defaults, None
                 return self._values
             if mtime != self._mtime:
                 try:
-                    self._values = RuntimeValues.from_json(json.loads(self.path.read_bytes()))
+                    raw = json.loads(self.path.read_bytes())
+                    self._values = RuntimeValues.from_json(raw, self.defaults)
                 except (OSError, ValueError) as exc:
                     log.warning("cannot read %s: %s", self.path, exc)
                 self._mtime = mtime
@@ -160,9 +144,9 @@ class RuntimeSettings:
 
     def _reread(self) -> RuntimeValues:
         try:
-            return RuntimeValues.from_json(json.loads(self.path.read_bytes()))
+            return RuntimeValues.from_json(json.loads(self.path.read_bytes()), self.defaults)
         except (OSError, ValueError):
-            return RuntimeValues()
+            return self.defaults
 
     def _write(self, values: RuntimeValues) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +157,11 @@ class RuntimeSettings:
             self._values = values
             self._mtime = self.path.stat().st_mtime_ns
             self._checked = time.monotonic()
+
+
+def default_charset(settings: RuntimeSettings) -> str:
+    """The Specific Character Set assumed now for data sets that declare none."""
+    return ENCODINGS[settings.current().default_encoding]
 
 
 def apply_log_level(level: str, configured: str) -> None:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pacs.core.charsets import LATIN1, CharsetSource
 from pacs.core.dicom_header import summarize
 from pacs.core.errors import Conflict, OnLegalHold, PacsError, StorageUnavailable
 from pacs.core.index import deleted_ai
@@ -73,10 +74,13 @@ class PurgeResult:
 class Trash:
     """Deletions and their trash: list, restore, purge."""
 
-    def __init__(self, index: SqlIndex, blobs: BlobStore) -> None:
+    def __init__(
+        self, index: SqlIndex, blobs: BlobStore, text_charset: CharsetSource = lambda: LATIN1
+    ) -> None:
         self.index = index
         self.database: Database = index.database
         self.blobs = blobs
+        self.text_charset = text_charset  # restored headers are indexed as at ingest
 
     def deletions(self, state: str = "", limit: int = 100, before: int = 0) -> list[dict[str, Any]]:
         """Deletions, newest first."""
@@ -135,7 +139,7 @@ class Trash:
                 f"({exc}); the deletion stays restorable: try again once the tier is back"
             ) from exc
         try:
-            return summarize(raw)[0]
+            return summarize(raw, charset=self.text_charset())[0]
         except (PacsError, OSError, ValueError) as exc:
             return f"cannot read the kept header: {exc}"
 

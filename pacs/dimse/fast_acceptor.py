@@ -43,7 +43,6 @@ from pynetdicom.presentation import build_context, negotiate_as_acceptor
 from pynetdicom.sop_class import uid_to_service_class
 
 from pacs.core.dicom_header import IMPLEMENTATION_VERSION_NAME, encode_file_meta
-from pacs.core.runtime_settings import RuntimeSettings
 from pacs.dimse import status, upper_layer
 from pacs.dimse.find_service import (
     FIND_SOP_CLASSES,
@@ -125,7 +124,7 @@ class FastAcceptor:
         self.store_service = store_service
         self.find_service = find_service
         self.retrieve_service = retrieve_service
-        self.runtime = RuntimeSettings(settings.runtime_file)
+        self.runtime = settings.runtime_settings()
         self._active = 0
         self._lock = threading.Lock()
 

@@ -17,7 +17,6 @@ from pynetdicom.presentation import build_context
 from pacs.core.archive import Archive
 from pacs.core.errors import InvalidQuery
 from pacs.core.model import StoredInstance
-from pacs.core.runtime_settings import RuntimeSettings
 from pacs.dimse import status
 from pacs.dimse.find_service import FindService, instances_to_retrieve
 from pacs.dimse.store_sender import UNCOMPRESSED, proposals
@@ -36,7 +35,7 @@ class DimseHandlers:
         self.settings = settings
         self.store_service = StoreService(archive)
         self.find_service = FindService(archive, settings)
-        self.runtime = RuntimeSettings(settings.runtime_file)
+        self.runtime = settings.runtime_settings()
         self._stats: dict[int, AssociationStats] = {}
         self._lock = threading.Lock()
 

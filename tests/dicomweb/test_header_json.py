@@ -147,3 +147,41 @@ def test_a_shared_memo_changes_nothing() -> None:
         header, syntax = _header(ds)
         assert header_json(header, syntax, _bulk, memo) == header_json(header, syntax, _bulk)
     assert memo
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+@pytest.mark.parametrize("declared", ["", "ISO_IR 192"])
+def test_the_default_character_set_reads_undeclared_text_as_pydicom_does(
+    syntax: str, declared: str
+) -> None:
+    """UTF-8 text without (0008,0005) (or with an empty one): read as the default given, at
+    every depth, by the walker and pydicom alike; Latin-1 keeps every byte."""
+    ds = make_image(
+        transfer_syntax=str(syntax),
+        patient_name="Nguyễn^Văn An".encode(),  # type: ignore[arg-type]  # written as is
+        study_description="Chụp ngực".encode(),  # type: ignore[arg-type]
+    )
+    ds.add_new(0x00080005, "CS", declared or None)
+    item = Dataset()
+    item.CodeMeaning = "Phổi".encode()
+    ds.AnatomicRegionSequence = Sequence([item])
+    header, transfer_syntax = _header(ds)
+    for charset, name, meaning in (
+        ("ISO_IR 192", "Nguyễn^Văn An", "Phổi"),
+        (
+            "ISO_IR 100",
+            "Nguyễn^Văn An".encode().decode("latin-1"),
+            "Phổi".encode().decode("latin-1"),
+        ),
+    ):
+        if declared and charset != declared:
+            name, meaning = "Nguyễn^Văn An", "Phổi"  # a declared set wins over the default
+        got = header_json(header, transfer_syntax, _bulk, charset=charset)
+        reference = parse_stored_header(header, charset)
+        reference_json = reference.to_json_dict(1024, lambda e: _bulk(int(e.tag)))
+        assert _normalise(got) == _normalise(
+            {k: v for k, v in reference_json.items() if not k.startswith("7FE0")}
+        )
+        assert got["00100010"]["Value"] == [{"Alphabetic": name}]
+        assert got["00082218"]["Value"][0]["00080104"]["Value"] == [meaning]
+        assert summarize(to_bytes(ds), charset=charset)[0].patient_name == name
