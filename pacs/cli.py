@@ -1,5 +1,5 @@
-"""Command line: ``pacs serve | check-config | init-db | hash-password | install-viewer | ai |
-verify | backup | restore | trash | hold | retention ...``."""
+"""Command line: ``pacs serve | check-config | init-db | reconstruct | hash-password |
+install-viewer | ai | verify | backup | restore | trash | hold | retention ...``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,15 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
+    text = (
+        "read the indexed names, dates and descriptions again from the stored files, with "
+        "the current default encoding (after changing [server] default_encoding)"
+    )
+    rebuild = commands.add_parser("reconstruct", help=text, description=text)
+    rebuild.add_argument(
+        "--study", action="append", default=[], metavar="UID", help="only this study (repeat)"
+    )
+    rebuild.add_argument("--config", dest="sub_config", help=argparse.SUPPRESS)
     storage_cli.add_storage_commands(commands)  # verify, backup, restore
     retention_cli.add_retention_commands(commands)  # trash, hold, retention
     tier_cli.add_tier_commands(commands)  # storage status | migrate | apply-policy
@@ -126,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         return composition.run_retention_command(args, settings)
     if args.command == tier_cli.TIER_COMMAND:
         return composition.run_tier_command(args, settings)
+    if args.command == "reconstruct":
+        return composition.run_reconstruct(settings, args.study)
     if args.command == "init-db":
         archive = composition.build_archive(settings)
         version = archive.index.initialize()

@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import threading
 
 from aiohttp import web
@@ -18,7 +19,9 @@ from orthanc_compat import SystemInfo, build_orthanc_app, mount_at_root
 from pacs import ai_runtime
 from pacs.ai_http import build_ai_app
 from pacs.core.archive import Archive
+from pacs.core.charsets import charset_of
 from pacs.core.housekeeping import Housekeeping
+from pacs.core.model import Level
 from pacs.core.remote import RemoteModality
 from pacs.core.repair import ReplicaRepairer
 from pacs.core.runtime_settings import default_charset, follow_log_level
@@ -132,6 +135,28 @@ def run_storage_command(args: argparse.Namespace, settings: Settings) -> int:
         settings.server.data_dir.mkdir(parents=True, exist_ok=True)
         return run_restore(args, settings, build_blob_store(settings), everything)
     return run_verify(args, settings, hot, replica, everything=everything)
+
+
+def run_reconstruct(settings: Settings, study_uids: list[str]) -> int:
+    """``pacs reconstruct [--study UID]...`` with the configured default encoding (not a
+    value a running server was given over REST); exit 1 when a study is unknown."""
+    configure_logging(settings)
+    archive = build_archive(settings, recover=False)
+    configured = charset_of(settings.server.default_encoding)
+    archive.text_charset = lambda: configured
+    try:
+        if not study_uids:
+            print(f"{archive.reconstruct_all()} instances read again")
+            return 0
+        known = archive.resources.public_ids_of_uids(Level.STUDY, study_uids)
+        for uid in study_uids:
+            if uid not in known:
+                print(f"unknown study {uid}", file=sys.stderr)
+                return 1
+            print(f"{uid}: {archive.reconstruct(Level.STUDY, known[uid])} instances read again")
+        return 0
+    finally:
+        archive.close()
 
 
 def run_tier_command(args: argparse.Namespace, settings: Settings) -> int:

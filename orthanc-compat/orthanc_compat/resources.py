@@ -162,6 +162,20 @@ async def resource_statistics(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+async def reconstruct_resource(request: web.Request) -> web.Response:
+    """``POST /{level}/{id}/reconstruct``: the indexed attributes of the resource's instances
+    read again from their stored headers, with the current default encoding (after
+    ``PUT /tools/default-encoding``); an empty text answer, as Orthanc's."""
+    await asyncio.to_thread(archive_of(request).reconstruct, _level(request), resource_id(request))
+    return web.Response(text="", content_type="text/plain")
+
+
+async def reconstruct_everything(request: web.Request) -> web.Response:
+    """``POST /tools/reconstruct``: the same for every study, one at a time."""
+    await asyncio.to_thread(archive_of(request).reconstruct_all)
+    return web.Response(text="", content_type="text/plain")
+
+
 def add_routes(app: web.Application) -> None:
     """Register the resource routes."""
     add_route(app, "GET", "/{level:patients|studies|series}/{id}/statistics", resource_statistics)
@@ -169,6 +183,8 @@ def add_routes(app: web.Application) -> None:
     add_route(app, "GET", f"/{levels}", list_resources)
     add_route(app, "GET", f"/{levels}/{{id}}", get_resource)
     add_route(app, "DELETE", f"/{levels}/{{id}}", delete_resource)
+    add_route(app, "POST", f"/{levels}/{{id}}/reconstruct", reconstruct_resource)
+    add_route(app, "POST", "/tools/reconstruct", reconstruct_everything)
     for parent, children in (
         ("patients", ("studies", "series", "instances")),
         ("studies", ("series", "instances")),

@@ -13,13 +13,15 @@ from pacs.core.ai_jobs import AiQueue, AiQueuePolicy
 from pacs.core.ai_results import AiResults
 from pacs.core.answer import Answer
 from pacs.core.charsets import LATIN1, CharsetSource
-from pacs.core.errors import StorageUnavailable
+from pacs.core.dicom_header import summarize
+from pacs.core.errors import NotFound, PacsError, StorageUnavailable
 from pacs.core.group_commit import GroupCommitter
 from pacs.core.index.db import Database
 from pacs.core.index.deletion import Audit, Deletion, delete_resource
 from pacs.core.index.holds import LegalHolds
 from pacs.core.index.labels import LabelIndex
 from pacs.core.index.modalities import ModalityRegistry
+from pacs.core.index.reconstruct import reindex
 from pacs.core.index.resources import ResourceIndex
 from pacs.core.index.sql_index import AddResult, PendingAdd, SqlIndex
 from pacs.core.ingest import Ingest, StoreResult
@@ -68,7 +70,7 @@ class Archive:
         self.labels = LabelIndex(index.database)
         self.modalities = ModalityRegistry(index.database, modalities)  # remote AEs
         self.holds = LegalHolds(index.database)
-        self.trash = Trash(index, blobs, text_charset)  # deletions: audit, restore, purge
+        self.trash = Trash(index, blobs, self._current_charset)  # deletions: audit, restore, purge
         self._writer_conn = index.database.connect()
         self._committer: GroupCommitter[PendingAdd, AddResult] = GroupCommitter(
             self._write_batch, batch_max=batch_max
@@ -80,8 +82,12 @@ class Archive:
             duplicate_policy=duplicate_policy,
             max_pixels=max_pixels,
             ai_policy=ai_policy,
-            text_charset=text_charset,
+            text_charset=self._current_charset,
         )
+
+    def _current_charset(self) -> str:
+        """``text_charset()``, looked up at each call (tests and tools may replace it)."""
+        return self.text_charset()
 
     def _write_batch(self, batch: Sequence[PendingAdd]) -> list[AddResult | Exception]:
         """The group-commit step: make the batch's blobs durable, then index them at once."""
@@ -208,6 +214,37 @@ class Archive:
             deletion.deletion_id,
         )
         return deletion
+
+    def reconstruct(self, level: Level, public_id: str) -> int:
+        """Read the indexed attributes of a resource's instances again from their stored
+        headers, with the current default character set (Orthanc's ``/reconstruct``);
+        returns how many instances were re-read. Raises NotFound."""
+        resource = self.resources.get(level, public_id)
+        if level == Level.PATIENT:
+            studies = self.resources.descendants(level, resource.pk, Level.STUDY)
+            instances = self.index.instances_under(Level.STUDY, [s.pk for s in studies])
+        else:
+            instances = self.index.instances_under(level, [resource.pk])
+        headers = self.instance_headers(instances)
+        charset = self.text_charset()
+        summaries = []
+        for stored in instances:
+            try:
+                summaries.append(summarize(headers[stored.sop_uid], charset=charset)[0])
+            except PacsError as exc:  # indexed once, so this is unexpected: keep the row
+                log.warning("reconstruct: %s left as indexed: %s", stored.sop_uid, exc)
+        with self.index.database.reader() as conn, conn.transaction():
+            return reindex(conn, summaries)
+
+    def reconstruct_all(self) -> int:
+        """:meth:`reconstruct` of every study, one transaction each."""
+        total = 0
+        for study in self.resources.public_ids(Level.STUDY):
+            try:
+                total += self.reconstruct(Level.STUDY, study)
+            except NotFound:
+                continue  # deleted meanwhile
+        return total
 
     def statistics(self) -> dict[str, int]:
         """Counts and total size."""

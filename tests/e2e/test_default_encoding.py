@@ -6,7 +6,7 @@ findscu (matching and answers), QIDO-RS and WADO-RS metadata through dicomweb-cl
 Orthanc's resources, tags and ``/tools/find``; the stored file is untouched; and our
 answers equal a real Orthanc's configured the same way. With the default (Latin1), the
 same bytes read as Latin-1 (as in Orthanc) until ``PUT /tools/default-encoding`` changes
-it while the server runs.
+it while the server runs; ``/reconstruct`` then re-reads what was indexed before.
 """
 
 from __future__ import annotations
@@ -173,6 +173,15 @@ def test_changing_the_default_encoding_while_the_server_runs(tmp_path: Path) -> 
         # ... what the index took at ingest stays as it was (as Orthanc's main tags) ...
         resource = requests.get(f"{url}/studies/{study_id}", timeout=30).json()
         assert resource["PatientMainDicomTags"]["PatientName"] == as_latin1
+        # ... until reconstructed (as Orthanc: an empty text answer; unknown ids 404) ...
+        rebuilt = requests.post(f"{url}/studies/{study_id}/reconstruct", timeout=60)
+        assert (rebuilt.status_code, rebuilt.text) == (200, "")
+        resource = requests.get(f"{url}/studies/{study_id}", timeout=30).json()
+        assert resource["PatientMainDicomTags"]["PatientName"] == NAME
+        assert resource["MainDicomTags"]["StudyDescription"] == DESCRIPTION
+        missing = requests.post(f"{url}/studies/nope/reconstruct", timeout=30)
+        assert missing.status_code == 404 and missing.json()["OrthancStatus"] == 17
+        assert requests.post(f"{url}/tools/reconstruct", timeout=60).status_code == 200
         # ... and what arrives now is indexed with it
         second = _undeclared_utf8("VN-AFTER", name="Lê^Thị Hồng")
         _store(server, tmp_path / "b", second)
@@ -198,6 +207,43 @@ def test_changing_the_default_encoding_while_the_server_runs(tmp_path: Path) -> 
         assert resource["PatientMainDicomTags"]["PatientName"] == NAME
     finally:
         server.stop()
+
+
+def test_pacs_reconstruct_after_changing_the_configuration(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    server = start_server(tmp_path, data_dir=data_dir)
+    try:
+        ds = _undeclared_utf8("VN-CLI")
+        _store(server, tmp_path / "in", ds)
+    finally:
+        server.stop()
+    config = tmp_path / "utf8.toml"
+    config.write_text(
+        f'[server]\ndata_dir = "{data_dir}"\ndefault_encoding = "Utf8"\n', encoding="utf-8"
+    )
+
+    def reconstruct(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pacs", "--config", str(config), "reconstruct", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
+
+    unknown = reconstruct("--study", "1.2.3.4")
+    assert unknown.returncode == 1 and "unknown study 1.2.3.4" in unknown.stderr
+    done = reconstruct("--study", str(ds.StudyInstanceUID))
+    assert done.returncode == 0 and "1 instances read again" in done.stdout, done.stderr
+    again = start_server(
+        tmp_path, name="again", data_dir=data_dir, server_options='default_encoding = "Utf8"'
+    )
+    try:
+        study_id, _ = _ids(ds)
+        resource = requests.get(f"{_url(again)}/studies/{study_id}", timeout=30).json()
+        assert resource["PatientMainDicomTags"]["PatientName"] == NAME
+    finally:
+        again.stop()
 
 
 def test_an_unknown_default_encoding_is_refused_at_start(tmp_path: Path) -> None:
