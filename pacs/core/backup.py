@@ -22,6 +22,7 @@ from typing import Any
 
 from pacs import __version__
 from pacs.core.errors import ConfigError
+from pacs.core.index.blob_rows import indexed_keys
 from pacs.core.index.db import Database
 from pacs.core.index_snapshot import (
     Snapshot,
@@ -30,7 +31,6 @@ from pacs.core.index_snapshot import (
     restore_sqlite,
     take_snapshot,
 )
-from pacs.core.integrity import indexed_keys
 from storage import (
     BlobNotFound,
     BlobStore,

@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pacs.core.index.blob_rows import IndexedBlob, indexed_blobs, still_indexed
 from pacs.core.index.db import Database
-from pacs.core.integrity import IndexedBlob, Problem, check_blob, indexed_blobs, still_indexed
+from pacs.core.integrity import Problem, check_blob
 from storage import BlobStore, RateLimiter
 
 log = logging.getLogger(__name__)
