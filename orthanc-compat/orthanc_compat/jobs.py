@@ -2,10 +2,13 @@
 
 Running jobs live in memory; each job's record (state, content, times, error) is also
 written to the index when it starts and when it ends (``pacs.core.index.job_records``), so
-finished jobs survive a restart, as Orthanc's with ``SaveJobs``; a job a restart interrupted
-comes back failed (Orthanc resumes it): only the records of this host's server processes
-that are gone (or other hosts' older than a day), so servers sharing one index leave each
-other's running jobs alone. The most recent 500 jobs are kept.
+finished jobs survive a restart, as Orthanc's with ``SaveJobs``. A job a restart
+interrupted runs again from the start when its type can (its record keeps a *recipe*: the
+request that made it; the door that made it registers how to rebuild its work with
+:meth:`JobRegistry.resumable`), else comes back failed. Only the records of this host's
+server processes that are gone (or other hosts' older than a day) are taken over, so
+servers sharing one index leave each other's running jobs alone. The most recent 500 jobs
+are kept.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from orthanc_compat.errors import (
 )
 from orthanc_compat.keys import add_route, flag, json_response
 from pacs.core.errors import PacsError
-from pacs.core.index.job_records import JobRecord, JobRecords
+from pacs.core.index.job_records import FINISHED, JobRecord, JobRecords
 
 log = logging.getLogger("pacs.orthanc")
 
@@ -75,6 +78,7 @@ class Job:
     may_run: threading.Event = field(default_factory=threading.Event)  # clear while paused
     work: Work | None = field(default=None, repr=False)
     outputs: dict[str, JobOutput] = field(default_factory=dict)
+    recipe: dict[str, Any] | None = None  # what rebuilds the work after a restart
 
     def __post_init__(self) -> None:
         self.may_run.set()
@@ -113,6 +117,7 @@ class Job:
             error_code=self.error[0],
             error_description=self.error[1],
             error_details=self.error_details,
+            recipe=self.recipe,
         )
 
     @classmethod
@@ -129,8 +134,10 @@ class Job:
             completed=record.completed_at,
             error=(record.error_code, record.error_description),
             error_details=record.error_details,
+            recipe=record.recipe,
         )
-        job.done.set()
+        if record.state in FINISHED:
+            job.done.set()
         return job
 
     def shape(self) -> dict[str, Any]:
@@ -169,6 +176,9 @@ class JobOutput:
 
 
 Work = Callable[[Job], None]
+# Rebuilds the work of an interrupted job from its recipe (it may refresh the job's content);
+# raises OrthancError (or PacsError) when the job can no longer run.
+Rebuild = Callable[["Job"], Work]
 
 
 class JobRegistry:
@@ -186,12 +196,17 @@ class JobRegistry:
         self._lock = threading.Lock()
         self.ttl = ttl
         self.records = records
+        self._rebuilders: dict[str, Rebuild] = {}
+        self._to_resume: list[Job] = []
         if records is not None:
-            interrupted = records.fail_interrupted(INTERNAL, INTERRUPTED, time.time())
-            if interrupted:
-                log.warning("%d job(s) %s: marked failed", interrupted, INTERRUPTED)
+            claimed, failed = records.take_over_interrupted(INTERNAL, INTERRUPTED, time.time())
+            if failed:
+                log.warning("%d job(s) %s: marked failed", failed, INTERRUPTED)
             for record in records.recent(_KEPT):
                 self._jobs[record.id] = Job.restored(record)
+            for record in claimed:
+                job = self._jobs.setdefault(record.id, Job.restored(record))
+                self._to_resume.append(job)
         if output_dir is None:
             output_dir = Path(tempfile.mkdtemp(prefix="orthanc-jobs-"))
         self.output_dir = output_dir
@@ -199,6 +214,34 @@ class JobRegistry:
         for leftover in output_dir.iterdir():  # outputs of a previous run
             if leftover.is_file():
                 leftover.unlink(missing_ok=True)
+
+    def resumable(self, job_type: str, rebuild: Rebuild) -> None:
+        """Let jobs of ``job_type`` interrupted by a restart run again (see :data:`Rebuild`)."""
+        self._rebuilders[job_type] = rebuild
+
+    def resume_interrupted(self) -> int:
+        """Run again the jobs a restart interrupted (once, when the server starts); a job
+        whose type cannot, or whose work cannot be rebuilt, fails. Returns how many run."""
+        jobs, self._to_resume = self._to_resume, []
+        resumed = 0
+        for job in jobs:
+            rebuild = self._rebuilders.get(job.type)
+            try:
+                if rebuild is None:
+                    raise OrthancError(500, INTERNAL, f"a {job.type} job cannot run again")
+                job.work = rebuild(job)
+            except (OrthancError, PacsError) as exc:
+                error = exc if isinstance(exc, OrthancError) else _from_core(exc)
+                job.state, job.completed = "Failure", time.time()
+                job.error = (error.code, error.message)
+                job.error_details = f"{INTERRUPTED}; it cannot run again: {exc}"
+                self._save(job)
+                job.done.set()
+                continue
+            log.info("job %s (%s) interrupted by a restart: runs again", job.id, job.type)
+            self._start(job)
+            resumed += 1
+        return resumed
 
     def output_path(self, job: Job, key: str) -> Path:
         """Where ``job`` writes its output ``key``."""
@@ -216,9 +259,16 @@ class JobRegistry:
                     removed += 1
         return removed
 
-    def submit(self, job_type: str, content: dict[str, Any], work: Work) -> Job:
-        """Register a job and start ``work(job)`` in a thread (it may update ``content``)."""
-        job = Job(job_type, content, work=work)
+    def submit(
+        self,
+        job_type: str,
+        content: dict[str, Any],
+        work: Work,
+        recipe: dict[str, Any] | None = None,
+    ) -> Job:
+        """Register a job and start ``work(job)`` in a thread (it may update ``content``);
+        with a ``recipe``, the job runs again if a restart interrupts it."""
+        job = Job(job_type, content, work=work, recipe=recipe)
         with self._lock:
             self._jobs[job.id] = job
             trimmed = self._trim()
@@ -306,6 +356,8 @@ class JobRegistry:
         with self._lock:
             if job.state != "Failure" or not job.done.is_set():
                 raise OrthancError(400, BAD_SEQUENCE, "only a failed job can be resubmitted")
+            if job.work is None and job.recipe is not None and job.type in self._rebuilders:
+                job.work = self._rebuilders[job.type](job)
             if job.work is None:
                 raise OrthancError(
                     400, BAD_SEQUENCE, "a job from before the server restarted cannot run again"
@@ -335,11 +387,18 @@ JOBS = web.AppKey("orthanc_jobs", JobRegistry)
 
 
 async def run_job(
-    request: web.Request, job_type: str, content: dict[str, Any], work: Work, synchronous: bool
+    request: web.Request,
+    job_type: str,
+    content: dict[str, Any],
+    work: Work,
+    synchronous: bool,
+    recipe: dict[str, Any] | None = None,
 ) -> web.Response:
     """Start a job; answer ``{"ID", "Path"}`` at once, or, synchronous, wait and answer its
-    content (or its error, as Orthanc does for a synchronous job that failed)."""
-    job = request.app[JOBS].submit(job_type, content, work)
+    content (or its error, as Orthanc does for a synchronous job that failed). With a
+    ``recipe``, an asynchronous job runs again if a restart interrupts it (a synchronous
+    one's client is gone with the restart, as in Orthanc)."""
+    job = request.app[JOBS].submit(job_type, content, work, None if synchronous else recipe)
     if not synchronous:
         return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
     await asyncio.to_thread(job.done.wait)
@@ -430,6 +489,11 @@ async def job_output(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def _resume(app: web.Application) -> None:
+    """When the server starts (every door has registered its rebuilders by then)."""
+    await asyncio.to_thread(app[JOBS].resume_interrupted)
+
+
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     """Delete expired job outputs once a minute while the server runs."""
 
@@ -455,6 +519,7 @@ def add_routes(
     folder when None; records kept in ``records``, none when None)."""
     app[JOBS] = JobRegistry(output_dir, records=records)
     app.cleanup_ctx.append(_sweeper)
+    app.on_startup.append(_resume)
     add_route(app, "GET", "/jobs", list_jobs)
     add_route(app, "GET", "/jobs/{id}", get_job)
     add_route(app, "DELETE", "/jobs/{id}", delete_job)

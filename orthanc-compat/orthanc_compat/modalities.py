@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,8 +25,8 @@ from orthanc_compat.errors import (
     UNKNOWN_RESOURCE,
     OrthancError,
 )
-from orthanc_compat.jobs import Job, JobCanceled, run_job, synchronous
-from orthanc_compat.keys import SYSTEM, add_route, archive_of, flag, json_response
+from orthanc_compat.jobs import JOBS, Job, JobCanceled, Work, run_job, synchronous
+from orthanc_compat.keys import ARCHIVE, SYSTEM, add_route, archive_of, flag, json_response
 from orthanc_compat.query_keys import dataset_of, level_name
 from orthanc_compat.tags import short_tags
 from pacs.core.archive import Archive
@@ -148,9 +150,13 @@ async def body_json(request: web.Request) -> Any:
 
 def modality_of(request: web.Request) -> RemoteModality:
     """The modality the path names (404 when unknown)."""
-    name = request.match_info["name"]
+    return modality_named(archive_of(request), request.match_info["name"])
+
+
+def modality_named(archive: Archive, name: str) -> RemoteModality:
+    """The modality registered under ``name`` (404 when unknown)."""
     try:
-        return archive_of(request).modalities.get(name)
+        return archive.modalities.get(name)
     except NotFound:
         raise OrthancError(
             404, INEXISTENT_ITEM, f"No modality with symbolic name: {name}"
@@ -159,7 +165,12 @@ def modality_of(request: web.Request) -> RemoteModality:
 
 def forwarder_of(request: web.Request) -> Forwarder:
     """The DICOM network side (500 when this server was built without one)."""
-    forwarder = request.app.get(FORWARDER)
+    return app_forwarder(request.app)
+
+
+def app_forwarder(app: web.Application) -> Forwarder:
+    """The application's DICOM network side (500 when it was built without one)."""
+    forwarder = app.get(FORWARDER)
     if forwarder is None:
         raise OrthancError(500, INTERNAL, "no DICOM network service in this server")
     return forwarder
@@ -180,9 +191,9 @@ def with_options(modality: RemoteModality, body: Any) -> RemoteModality:
     return dataclasses.replace(modality, **changes) if changes else modality
 
 
-def local_aet(request: web.Request, modality: RemoteModality) -> str:
+def local_aet(app: web.Application, modality: RemoteModality) -> str:
     """The AE title we call from."""
-    return modality.local_aet or request.app[SYSTEM].dicom_aet
+    return modality.local_aet or app[SYSTEM].dicom_aet
 
 
 async def list_modalities(request: web.Request) -> web.Response:
@@ -272,23 +283,32 @@ def instances_of(archive: Archive, public_ids: list[str]) -> list[StoredInstance
 
 async def store(request: web.Request) -> web.Response:
     """``POST /modalities/{name}/store``: C-STORE resources (ids of any level), as a
-    ``DicomModalityStore`` job; synchronous unless ``"Asynchronous": true``."""
-    modality = await asyncio.to_thread(modality_of, request)
+    ``DicomModalityStore`` job; synchronous unless ``"Asynchronous": true`` (then it runs
+    again from the start if a restart interrupts it)."""
+    await asyncio.to_thread(modality_of, request)  # 404 before looking at the body
     body = await body_json(request)
-    modality = with_options(modality, body)
+    recipe = {"modality": request.match_info["name"], "body": body}
+    content, work = await asyncio.to_thread(_store_job, request.app, recipe)
+    return await run_job(request, "DicomModalityStore", content, work, synchronous(body), recipe)
+
+
+def _store_job(app: web.Application, recipe: dict[str, Any]) -> tuple[dict[str, Any], Work]:
+    """The content and work of a ``DicomModalityStore`` job made by ``recipe`` (the
+    modality's name and the request body): when asked, and again after a restart."""
+    body = recipe["body"]
+    archive = app[ARCHIVE]
+    modality = with_options(modality_named(archive, str(recipe["modality"])), body)
     resources = _store_resources(body)
-    archive = archive_of(request)
-    instances = await asyncio.to_thread(instances_of, archive, resources)
-    forwarder = forwarder_of(request)
+    instances = instances_of(archive, resources)
+    forwarder = app_forwarder(app)
     content: dict[str, Any] = {
         "Description": "REST API",
         "FailedInstancesCount": 0,
         "InstancesCount": len(instances),
-        "LocalAet": local_aet(request, modality),
+        "LocalAet": local_aet(app, modality),
         "ParentResources": resources,
         "RemoteAet": modality.ae_title,
     }
-
     permissive = isinstance(body, dict) and bool(body.get("Permissive"))
 
     def work(job: Job) -> None:
@@ -302,7 +322,7 @@ async def store(request: web.Request) -> web.Response:
                 f"{outcome.failed} of {len(instances)} instance(s)"
             )
 
-    return await run_job(request, "DicomModalityStore", content, work, synchronous(body))
+    return content, work
 
 
 def move_identifiers(body: Any) -> list[Dataset]:
@@ -318,38 +338,53 @@ def move_identifiers(body: Any) -> list[Dataset]:
 
 async def move(request: web.Request) -> web.Response:
     """``POST /modalities/{name}/move``: C-MOVE from the remote to ``TargetAet`` (default:
-    us). Synchronous (``{}``) unless ``"Asynchronous": true`` (a ``DicomMoveScu`` job)."""
-    modality = await asyncio.to_thread(modality_of, request)
+    us). Synchronous (``{}``) unless ``"Asynchronous": true`` (a ``DicomMoveScu`` job, run
+    again from the start if a restart interrupts it)."""
+    await asyncio.to_thread(modality_of, request)  # 404 before looking at the body
     body = await body_json(request)
+    recipe = {"modality": request.match_info["name"], "body": body}
+    content, work = await asyncio.to_thread(_move_job, request.app, recipe)
+    wait = synchronous(body)
+    response = await run_job(request, "DicomMoveScu", content, work, wait, recipe)
+    return json_response({}) if wait else response
+
+
+def _move_job(app: web.Application, recipe: dict[str, Any]) -> tuple[dict[str, Any], Work]:
+    """The content and work of a ``DicomMoveScu`` job made by ``recipe``."""
+    body = recipe["body"]
     identifiers = move_identifiers(body)
-    modality = with_options(modality, body)
-    target = body.get("TargetAet") or request.app[SYSTEM].dicom_aet
+    modality = with_options(modality_named(app[ARCHIVE], str(recipe["modality"])), body)
+    target = body.get("TargetAet") or app[SYSTEM].dicom_aet
     if not isinstance(target, str):
         raise _bad("String value expected in field: TargetAet")
-    forwarder = forwarder_of(request)
-    content = move_content(request, modality, identifiers)
+    forwarder = app_forwarder(app)
 
     def work(job: Job) -> None:
         for number, identifier in enumerate(identifiers):
             forwarder.move(modality, identifier, target)
             job.report(number + 1, len(identifiers))
 
-    wait = synchronous(body)
-    response = await run_job(request, "DicomMoveScu", content, work, wait)
-    return json_response({}) if wait else response
+    return move_content(app, modality, identifiers), work
 
 
 async def get(request: web.Request) -> web.Response:
     """``POST /modalities/{name}/get``: C-GET from the remote into this archive, a
     ``DicomGetScu`` job; synchronous (answering the job's content) unless
-    ``"Asynchronous": true``; with ``"Permissive": true`` a failed resource does not fail
-    the job."""
-    modality = await asyncio.to_thread(modality_of, request)
+    ``"Asynchronous": true`` (then run again from the start if a restart interrupts it);
+    with ``"Permissive": true`` a failed resource does not fail the job."""
+    await asyncio.to_thread(modality_of, request)  # 404 before looking at the body
     body = await body_json(request)
+    recipe = {"modality": request.match_info["name"], "body": body}
+    content, work = await asyncio.to_thread(_get_job, request.app, recipe)
+    return await run_job(request, "DicomGetScu", content, work, synchronous(body), recipe)
+
+
+def _get_job(app: web.Application, recipe: dict[str, Any]) -> tuple[dict[str, Any], Work]:
+    """The content and work of a ``DicomGetScu`` job made by ``recipe``."""
+    body = recipe["body"]
     identifiers = move_identifiers(body)
-    modality = with_options(modality, body)
-    forwarder = forwarder_of(request)
-    content = move_content(request, modality, identifiers)
+    modality = with_options(modality_named(app[ARCHIVE], str(recipe["modality"])), body)
+    forwarder = app_forwarder(app)
     permissive = bool(body.get("Permissive"))
 
     def work(job: Job) -> None:
@@ -362,16 +397,16 @@ async def get(request: web.Request) -> web.Response:
                     raise
             job.report(number + 1, len(identifiers))
 
-    return await run_job(request, "DicomGetScu", content, work, synchronous(body))
+    return move_content(app, modality, identifiers), work
 
 
 def move_content(
-    request: web.Request, modality: RemoteModality, identifiers: list[Dataset]
+    app: web.Application, modality: RemoteModality, identifiers: list[Dataset]
 ) -> dict[str, Any]:
-    """The content of a ``DicomMoveScu`` job."""
+    """The content of a ``DicomMoveScu`` (or ``DicomGetScu``) job."""
     return {
         "Description": "REST API",
-        "LocalAet": local_aet(request, modality),
+        "LocalAet": local_aet(app, modality),
         "Query": [short_tags(identifier) for identifier in identifiers],
         "RemoteAet": modality.ae_title,
     }
@@ -390,3 +425,22 @@ def add_routes(app: web.Application, forwarder: Forwarder | None) -> None:
     add_route(app, "POST", "/modalities/{name}/store", store)
     add_route(app, "POST", "/modalities/{name}/move", move)
     add_route(app, "POST", "/modalities/{name}/get", get)
+    for job_type, make in (
+        ("DicomModalityStore", _store_job),
+        ("DicomMoveScu", _move_job),
+        ("DicomGetScu", _get_job),
+    ):
+        app[JOBS].resumable(job_type, functools.partial(_rerun, app, make=make))
+
+
+def _rerun(
+    app: web.Application,
+    job: Job,
+    *,
+    make: Callable[[web.Application, dict[str, Any]], tuple[dict[str, Any], Work]],
+) -> Work:
+    """The work of an interrupted job made again from its recipe, with fresh content."""
+    if job.recipe is None:
+        raise OrthancError(500, INTERNAL, "the job kept no recipe")
+    job.content, work = make(app, job.recipe)
+    return work

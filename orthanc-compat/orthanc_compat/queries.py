@@ -189,7 +189,7 @@ async def _retrieve(
     target, body = await _retrieve_body(request)
     forwarder = forwarder_of(request)
     identifiers = [move_identifier(answer, found.level) for answer in chosen]
-    content = move_content(request, found.modality, identifiers)
+    content = move_content(request.app, found.modality, identifiers)
 
     def work(job: Job) -> None:
         for number, identifier in enumerate(identifiers):

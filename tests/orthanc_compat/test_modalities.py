@@ -19,6 +19,7 @@ from tests.conftest import RunningServer, free_port, start_server, wait_for_port
 from tests.e2e.helpers import dcmtk_tool, modality_config
 from tests.factories import make_series, new_uid, to_bytes
 from tests.orthanc_compat.real_orthanc import running_orthanc
+from tests.orthanc_compat.slow_scp import SlowPickyScp
 
 ORTHANC_AE = "ORTHANC"
 
@@ -421,37 +422,8 @@ def test_store_to_dcmtk_storescp(tmp_path: Path) -> None:
         scp.wait(timeout=10)
 
 
-class _SlowPickyScp:
-    """A pynetdicom Storage SCP that takes ``delay`` s per instance and refuses (0xA700) the
-    instances whose Instance Number is in ``refuse``."""
-
-    def __init__(self, delay: float, refuse: set[int]) -> None:
-        from pynetdicom import AE, AllStoragePresentationContexts, evt
-
-        self.received: list[str] = []
-        self.delay, self.refuse = delay, refuse
-        self.port = free_port()
-        self.ae = AE(ae_title="PICKY")
-        self.ae.supported_contexts = AllStoragePresentationContexts
-        self.server = self.ae.start_server(
-            ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
-        )
-
-    def _store(self, event: Any) -> int:
-        time.sleep(self.delay)
-        ds = event.dataset
-        if int(ds.InstanceNumber) in self.refuse:
-            return 0xA700
-        self.received.append(str(ds.SOPInstanceUID))
-        return 0x0000
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.ae.shutdown()
-
-
 def test_refused_instances_permissive_and_cancel(tmp_path: Path) -> None:
-    scp = _SlowPickyScp(delay=0.2, refuse={2})
+    scp = SlowPickyScp(delay=0.2, refuse={2})
     server = start_server(tmp_path, modality_config("picky", "PICKY", scp.port), name="ours")
     try:
         wait_for_port(server.http_port, process=server.process)

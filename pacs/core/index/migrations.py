@@ -330,6 +330,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX jobs_created ON jobs (created_at)",
         ],
     ),
+    (
+        10,
+        "what a job needs to run again after a restart (its recipe; '' when it cannot)",
+        ["ALTER TABLE jobs ADD COLUMN recipe TEXT NOT NULL DEFAULT ''"],
+    ),
 ]
 
 
