@@ -23,11 +23,20 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 POSTGRES_URL = os.environ.get("PACS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on right now, and never one this test run was given before:
+    the kernel may hand the same free port to two binds in a row (a server once got the same
+    port for DICOM and HTTP, and its HTTP listener could not start)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for_port(

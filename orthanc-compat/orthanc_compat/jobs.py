@@ -352,12 +352,16 @@ class JobRegistry:
             return list(self._jobs.values())
 
     def resubmit(self, job: Job) -> None:
-        """Run a failed job again from the start (Orthanc: only a failed job)."""
+        """Run a failed job again from the start (Orthanc: only a failed job); a job from
+        before a restart is rebuilt from its recipe first (reading the index: not under the
+        registry's lock)."""
+        rebuild = self._rebuilders.get(job.type)
+        failed = job.state == "Failure" and job.done.is_set()
+        if failed and job.work is None and job.recipe is not None and rebuild is not None:
+            job.work = rebuild(job)
         with self._lock:
             if job.state != "Failure" or not job.done.is_set():
                 raise OrthancError(400, BAD_SEQUENCE, "only a failed job can be resubmitted")
-            if job.work is None and job.recipe is not None and job.type in self._rebuilders:
-                job.work = self._rebuilders[job.type](job)
             if job.work is None:
                 raise OrthancError(
                     400, BAD_SEQUENCE, "a job from before the server restarted cannot run again"
@@ -463,7 +467,7 @@ async def resume_job(request: web.Request) -> web.Response:
 async def resubmit_job(request: web.Request) -> web.Response:
     """``POST /jobs/{id}/resubmit``: run a failed job again."""
     jobs = request.app[JOBS]
-    jobs.resubmit(jobs.get(request.match_info["id"]))
+    await asyncio.to_thread(jobs.resubmit, jobs.get(request.match_info["id"]))
     return json_response({})
 
 
