@@ -38,7 +38,7 @@ from orthanc_compat.errors import (
 )
 from orthanc_compat.keys import add_route, flag, json_response
 from pacs.core.errors import PacsError
-from pacs.core.index.job_records import FINISHED, JobRecord, JobRecords
+from pacs.core.index.job_records import JobRecord, JobRecords
 
 log = logging.getLogger("pacs.orthanc")
 
@@ -122,7 +122,7 @@ class Job:
 
     @classmethod
     def restored(cls, record: JobRecord) -> Job:
-        """A finished job read back from the index (no work: it cannot run again)."""
+        """A job read back from the index, done (no work: it runs again only if rebuilt)."""
         job = cls(
             record.type,
             record.content,
@@ -136,8 +136,7 @@ class Job:
             error_details=record.error_details,
             recipe=record.recipe,
         )
-        if record.state in FINISHED:
-            job.done.set()
+        job.done.set()
         return job
 
     def shape(self) -> dict[str, Any]:
@@ -204,8 +203,9 @@ class JobRegistry:
                 log.warning("%d job(s) %s: marked failed", failed, INTERRUPTED)
             for record in records.recent(_KEPT):
                 self._jobs[record.id] = Job.restored(record)
-            for record in claimed:
+            for record in claimed:  # to run again: not done
                 job = self._jobs.setdefault(record.id, Job.restored(record))
+                job.done.clear()
                 self._to_resume.append(job)
         if output_dir is None:
             output_dir = Path(tempfile.mkdtemp(prefix="orthanc-jobs-"))
