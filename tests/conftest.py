@@ -134,6 +134,28 @@ class RunningServer:
                 self.process.wait()
 
 
+def pacs_env() -> dict[str, str]:
+    """The environment of a ``python -m pacs`` process: no ``PACS_*`` overrides, and the
+    package in orthanc-compat/ importable (it is only with that folder on the path)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), str(REPO / "orthanc-compat"), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+def run_pacs(config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m pacs --config CONFIG ARGS`` to its end, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "pacs", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=pacs_env(),
+    )
+
+
 def start_server(
     tmp_path: Path,
     extra_config: str = "",
@@ -161,18 +183,13 @@ def start_server(
         encoding="utf-8",
     )
     log = tmp_path / f"{name}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
-    # The package in orthanc-compat/ is importable only with that folder on the path.
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO), str(REPO / "orthanc-compat"), env.get("PYTHONPATH", "")) if p
-    )
     with open(log, "ab") as handle:
         process = subprocess.Popen(
             [sys.executable, "-m", "pacs", "--config", str(config), "serve"],
             stdout=handle,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env=env,
+            env=pacs_env(),
         )
     server = RunningServer(process, dimse_port, http_port, data_dir, config, log)
     try:

@@ -351,13 +351,10 @@ async def move(request: web.Request) -> web.Response:
 
 def _move_job(app: web.Application, recipe: dict[str, Any]) -> tuple[dict[str, Any], Work]:
     """The content and work of a ``DicomMoveScu`` job made by ``recipe``."""
-    body = recipe["body"]
-    identifiers = move_identifiers(body)
-    modality = with_options(modality_named(app[ARCHIVE], str(recipe["modality"])), body)
+    body, identifiers, modality, forwarder = _retrieve_request(app, recipe)
     target = body.get("TargetAet") or app[SYSTEM].dicom_aet
     if not isinstance(target, str):
         raise _bad("String value expected in field: TargetAet")
-    forwarder = app_forwarder(app)
 
     def work(job: Job) -> None:
         for number, identifier in enumerate(identifiers):
@@ -381,10 +378,7 @@ async def get(request: web.Request) -> web.Response:
 
 def _get_job(app: web.Application, recipe: dict[str, Any]) -> tuple[dict[str, Any], Work]:
     """The content and work of a ``DicomGetScu`` job made by ``recipe``."""
-    body = recipe["body"]
-    identifiers = move_identifiers(body)
-    modality = with_options(modality_named(app[ARCHIVE], str(recipe["modality"])), body)
-    forwarder = app_forwarder(app)
+    body, identifiers, modality, forwarder = _retrieve_request(app, recipe)
     permissive = bool(body.get("Permissive"))
 
     def work(job: Job) -> None:
@@ -398,6 +392,17 @@ def _get_job(app: web.Application, recipe: dict[str, Any]) -> tuple[dict[str, An
             job.report(number + 1, len(identifiers))
 
     return move_content(app, modality, identifiers), work
+
+
+def _retrieve_request(
+    app: web.Application, recipe: dict[str, Any]
+) -> tuple[dict[str, Any], list[Dataset], RemoteModality, Forwarder]:
+    """A C-MOVE or C-GET request's body, identifiers, modality (with the request's options)
+    and the network side that runs it."""
+    body = recipe["body"]
+    identifiers = move_identifiers(body)
+    modality = with_options(modality_named(app[ARCHIVE], str(recipe["modality"])), body)
+    return body, identifiers, modality, app_forwarder(app)
 
 
 def move_content(

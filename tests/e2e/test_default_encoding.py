@@ -11,8 +11,6 @@ it while the server runs; ``/reconstruct`` then re-reads what was indexed before
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from io import BytesIO
 from pathlib import Path
@@ -26,7 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from pacs.core.ids import public_id
-from tests.conftest import REPO, RunningServer, start_server
+from tests.conftest import RunningServer, run_pacs, start_server
 from tests.e2e.helpers import HOST, dataset_bytes, findscu, require_dcmtk, run
 from tests.factories import make_image, write
 from tests.orthanc_compat.real_orthanc import running_orthanc
@@ -222,18 +220,9 @@ def test_pacs_reconstruct_after_changing_the_configuration(tmp_path: Path) -> No
         f'[server]\ndata_dir = "{data_dir}"\ndefault_encoding = "Utf8"\n', encoding="utf-8"
     )
 
-    def reconstruct(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "pacs", "--config", str(config), "reconstruct", *args],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=120,
-        )
-
-    unknown = reconstruct("--study", "1.2.3.4")
+    unknown = run_pacs(config, "reconstruct", "--study", "1.2.3.4")
     assert unknown.returncode == 1 and "unknown study 1.2.3.4" in unknown.stderr
-    done = reconstruct("--study", str(ds.StudyInstanceUID))
+    done = run_pacs(config, "reconstruct", "--study", str(ds.StudyInstanceUID))
     assert done.returncode == 0 and "1 instances read again" in done.stdout, done.stderr
     again = start_server(
         tmp_path, name="again", data_dir=data_dir, server_options='default_encoding = "Utf8"'
@@ -249,12 +238,6 @@ def test_pacs_reconstruct_after_changing_the_configuration(tmp_path: Path) -> No
 def test_an_unknown_default_encoding_is_refused_at_start(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[server]\ndefault_encoding = "Klingon"\n', encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "pacs", "--config", str(config), "check-config"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    result = run_pacs(config, "check-config")
     assert result.returncode != 0
     assert "default_encoding" in result.stderr and "Utf8" in result.stderr

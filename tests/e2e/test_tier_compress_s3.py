@@ -12,9 +12,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from email.parser import BytesParser
 from email.policy import HTTP
 from io import BytesIO
@@ -28,7 +26,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 
-from tests.conftest import REPO, RunningServer, start_server
+from tests.conftest import RunningServer, run_pacs, start_server
 from tests.e2e.helpers import (
     HOST,
     assert_alive,
@@ -47,16 +45,7 @@ pytestmark = pytest.mark.integration
 
 def _pacs(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m pacs --config <the server's> ARGS``, beside the running server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
-    env["PYTHONPATH"] = os.pathsep.join((str(REPO), str(REPO / "orthanc-compat")))
-    return subprocess.run(
-        [sys.executable, "-m", "pacs", "--config", str(server.config), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-        env=env,
-    )
+    return run_pacs(server.config, *args)
 
 
 def _tiers(server: RunningServer) -> dict[str, dict[str, Any]]:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import requests
 from pydicom import dcmread
 
 from pacs.core.ids import public_id
-from tests.conftest import REPO, RunningServer, start_server, wait_for_port
+from tests.conftest import RunningServer, run_pacs, start_server, wait_for_port
 from tests.e2e.helpers import (
     HOST,
     SERVER_AE,
@@ -51,16 +49,7 @@ def node(tmp_path: Path) -> Iterator[RunningServer]:
 
 def _pacs(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m pacs --config <the server's> ARGS`` (the CLI beside the running server)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
-    env["PYTHONPATH"] = os.pathsep.join((str(REPO), str(REPO / "orthanc-compat")))
-    return subprocess.run(
-        [sys.executable, "-m", "pacs", "--config", str(server.config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env=env,
-    )
+    return run_pacs(server.config, *args, timeout=120)
 
 
 def _getscu_digests(tools: dict[str, str], port: int, study: str, out: Path) -> dict[str, str]:

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pyorthanc
 import pytest
@@ -20,6 +18,7 @@ from pacs.core.ids import public_id
 from tests.conftest import RunningServer, wait_for_port
 from tests.e2e.helpers import serve
 from tests.factories import make_series, to_bytes
+from tests.orthanc_compat.job_waits import wait_job
 
 CONTENT_KEYS = {
     "ArchiveSize",
@@ -43,16 +42,6 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningS
         ]:
             assert requests.post(f"{base}/instances", data=to_bytes(ds), timeout=30).ok
         yield server, base
-
-
-def wait_job(url: str, job_id: str) -> Any:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = requests.get(f"{url}/jobs/{job_id}", timeout=30).json()
-        if job["State"] in ("Success", "Failure"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {job['State']}")
 
 
 def members(data: bytes) -> dict[str, bytes]:

@@ -9,7 +9,6 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -19,17 +18,8 @@ from pacs.core.index.job_records import JobRecord, JobRecords
 from tests.conftest import free_port, start_server
 from tests.e2e.helpers import modality_config
 from tests.factories import make_series, to_bytes
+from tests.orthanc_compat.job_waits import wait_job
 from tests.orthanc_compat.slow_scp import SlowPickyScp
-
-
-def wait_job(url: str, job_id: str) -> Any:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = requests.get(f"{url}/jobs/{job_id}", timeout=30).json()
-        if job["State"] in ("Success", "Failure"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {job['State']}")
 
 
 def test_jobs_survive_a_restart(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pacs.core.ids import public_id
 from tests.conftest import wait_for_port
 from tests.e2e.helpers import serve
 from tests.factories import make_image, make_series, to_bytes
+from tests.orthanc_compat.job_waits import wait_job
 
 BIG = 240  # instances of the study used to catch a job while it runs
 
@@ -35,16 +36,6 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for ds in series:
             assert requests.post(f"{base}/instances", data=to_bytes(ds), timeout=30).ok
         yield base
-
-
-def wait_job(url: str, job_id: str, states: tuple[str, ...] = ("Success", "Failure")) -> Any:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = requests.get(f"{url}/jobs/{job_id}", timeout=30).json()
-        if job["State"] in states:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {job['State']}")
 
 
 def study_files(url: str, study_id: str) -> list[Any]:

@@ -18,6 +18,7 @@ from orthanc_api_client import OrthancApiClient
 from tests.conftest import RunningServer, free_port, start_server, wait_for_port
 from tests.e2e.helpers import dcmtk_tool, modality_config
 from tests.factories import make_series, new_uid, to_bytes
+from tests.orthanc_compat.job_waits import wait_job
 from tests.orthanc_compat.real_orthanc import running_orthanc
 from tests.orthanc_compat.slow_scp import SlowPickyScp
 
@@ -81,16 +82,6 @@ def _error(response: requests.Response, status: int, code: int) -> dict[str, Any
     assert body["HttpStatus"] == status and body["OrthancStatus"] == code
     assert {"HttpError", "Message", "Method", "OrthancError", "Uri"} <= set(body)
     return body
-
-
-def _wait_job(url: str, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = requests.get(f"{url}/jobs/{job_id}", timeout=10).json()
-        if job["State"] in ("Success", "Failure"):
-            return job
-        time.sleep(0.1)
-    raise TimeoutError(job_id)
 
 
 def test_list_and_configuration_shapes_match_orthanc(net: Net) -> None:
@@ -186,7 +177,7 @@ def test_store_synchronous_and_as_a_job(net: Net) -> None:
         timeout=60,
     ).json()
     assert started["Path"] == f"/jobs/{started['ID']}"
-    job = _wait_job(net.url, started["ID"])
+    job = wait_job(net.url, started["ID"])
     assert job["State"] == "Success" and job["Type"] == "DicomModalityStore"
     assert (
         job["Progress"] == 100 and job["ErrorCode"] == 0 and job["Content"]["InstancesCount"] == 3
@@ -201,7 +192,7 @@ def test_store_synchronous_and_as_a_job(net: Net) -> None:
         json={"Resources": [net.study_id], "Synchronous": False},
         timeout=60,
     ).json()
-    job = _wait_job(net.url, failed["ID"])
+    job = wait_job(net.url, failed["ID"])
     assert job["State"] == "Failure" and job["ErrorCode"] == 9
     assert job["ErrorDetails"].startswith('DicomAssociation - connecting to AET "CONFAE"')
     _error(
@@ -283,7 +274,7 @@ def test_query_answers_and_retrieve(net: Net) -> None:
     job = requests.post(
         f"{net.url}/queries/{query_id}/retrieve", json={"Synchronous": False}, timeout=60
     ).json()
-    assert _wait_job(net.url, job["ID"])["State"] == "Success"
+    assert wait_job(net.url, job["ID"])["State"] == "Success"
     assert requests.post(f"{net.url}/tools/lookup", data=study_uid, timeout=10).json()
     assert requests.delete(f"{net.url}/queries/{query_id}", timeout=10).ok
     _error(requests.get(f"{net.url}/queries/{query_id}", timeout=10), 404, 7)
@@ -455,7 +446,7 @@ def test_refused_instances_permissive_and_cancel(tmp_path: Path) -> None:
         running = requests.get(f"{url}/jobs/{started['ID']}", timeout=10).json()
         assert running["State"] == "Running" and "CompletionTime" not in running
         assert requests.post(f"{url}/jobs/{started['ID']}/cancel", timeout=10).json() == {}
-        job = _wait_job(url, started["ID"])
+        job = wait_job(url, started["ID"])
         assert job["State"] == "Failure" and job["ErrorCode"] == 14
         assert len(scp.received) < 4 + 3
     finally:
